@@ -1,4 +1,13 @@
 //! The multistream edge node as a library: the binary in `main.rs` is a thin CLI over it, and
 //! the system tests and the load generator drive the same code.
 
+pub mod config;
+pub mod http;
+pub mod media;
+pub mod metrics;
+pub mod node;
+pub mod presence;
 pub mod sfu;
+pub mod tls;
+pub mod token;
+mod web;

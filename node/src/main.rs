@@ -1,1 +1,191 @@
-fn main() {}
+//! `multistream-node`: run an edge node, or mint a join token with its identity.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use multistream_node::config::{DEFAULT_DATA_DIR, FileConfig};
+use multistream_node::node;
+use multistream_node::token::{Issuer, parse_lifetime};
+use multistream_proto::{Grants, ParticipantId, Role, SessionId, TokenKind};
+
+#[derive(Parser)]
+#[command(
+    name = "multistream-node",
+    version,
+    about = "A multistream edge node: live classes over WebRTC."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node (the default).
+    Run(RunArgs),
+    /// Mint a join token signed with this node's identity.
+    Token(TokenArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct RunArgs {
+    /// TOML config file; flags override its keys.
+    #[arg(long, short = 'c', env = "MULTISTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    /// HTTP(S) address for pages, WHIP, WHEP and metrics [default: 127.0.0.1:8080].
+    #[arg(long = "http")]
+    http_addr: Option<std::net::SocketAddr>,
+    /// UDP address for all media [default: 127.0.0.1:8090].
+    #[arg(long = "media")]
+    media_addr: Option<std::net::SocketAddr>,
+    /// Address browsers reach this machine at (IP or IP:port), when not the bind address.
+    #[arg(long)]
+    public_addr: Option<String>,
+    /// Directory for the node's identity key and TLS certificate [default: ./multistream-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// PEM certificate chain to serve HTTPS with (with --tls-key).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// Session the token is for.
+    #[arg(long)]
+    session: SessionId,
+    /// Participant id (stable across reconnects), e.g. a school user id.
+    #[arg(long)]
+    identity: ParticipantId,
+    /// Name shown to others.
+    #[arg(long)]
+    name: String,
+    /// teacher, student or guest.
+    #[arg(long, default_value = "student")]
+    role: Role,
+    /// How long the token is valid: 90m, 2h, 7d...
+    #[arg(long, default_value = "12h")]
+    lifetime: String,
+    /// Allow publishing whatever the role (for example a student presenting).
+    #[arg(long, conflicts_with = "no_publish")]
+    publish: bool,
+    /// Forbid publishing whatever the role.
+    #[arg(long)]
+    no_publish: bool,
+    /// Make a shareable invitation link token instead of a personal one.
+    #[arg(long)]
+    invite: bool,
+    /// Data directory holding the node's identity [default: ./multistream-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Config file, to find the data directory.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MULTISTREAM_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,str0m=warn,dimpl=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Token(args)) => token(args),
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn file_config(path: Option<&PathBuf>) -> anyhow::Result<FileConfig> {
+    Ok(match path {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    })
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let flags = FileConfig {
+        http_addr: args.http_addr,
+        media_addr: args.media_addr,
+        public_addr: args.public_addr,
+        data_dir: args.data_dir,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        ..FileConfig::default()
+    };
+    let config = file_config(args.config.as_ref())?.overlay(flags).settle()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(node::run(config, shutdown_signal()))
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => file_config(args.config.as_ref())?
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+    };
+    node::prepare_data_dir(&data_dir)?;
+    let issuer = Issuer::load_or_create(&data_dir)?;
+    let lifetime = parse_lifetime(&args.lifetime).map_err(anyhow::Error::msg)?;
+    let name = multistream_proto::claims::validate_display_name(&args.name)?;
+    let defaults = args.role.default_grants();
+    let grants = Grants {
+        publish: (defaults.publish || args.publish) && !args.no_publish,
+        subscribe: defaults.subscribe,
+    };
+    let kind = if args.invite {
+        TokenKind::Invite
+    } else {
+        TokenKind::Access
+    };
+    let token = node::mint(
+        &issuer,
+        args.session,
+        args.identity,
+        name,
+        args.role,
+        grants,
+        kind,
+        lifetime,
+    );
+    println!("{token}");
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! Node configuration: defaults, an optional TOML file, then command-line flags, in that order.
+//!
+//! Unknown keys in the file are an error (a typo must not silently fall back to a default), and
+//! limits may be lowered but never raised past the node's named maximums.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::sfu::SESSION_PEERS_MAX;
+
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+pub const DEFAULT_MEDIA_ADDR: &str = "127.0.0.1:8090";
+pub const DEFAULT_DATA_DIR: &str = "multistream-data";
+pub const DEFAULT_DEMO_SESSION: &str = "demo";
+
+/// The keys a config file may hold. Every key is optional.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address of the HTTP(S) server: pages, WHIP, WHEP, WebSocket, metrics.
+    pub http_addr: Option<SocketAddr>,
+    /// Address of the UDP socket all media flows through.
+    pub media_addr: Option<SocketAddr>,
+    /// Address browsers reach this node at, when it differs from the bind addresses (NAT, or
+    /// binding 0.0.0.0). An IP, or IP:port for the media port.
+    pub public_addr: Option<String>,
+    /// Where the node keeps its identity key and TLS certificate.
+    pub data_dir: Option<PathBuf>,
+    /// PEM certificate chain and key; without them a self-signed certificate is made.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Connections allowed per session (at most the built-in maximum).
+    pub session_peers_max: Option<usize>,
+    /// The session the startup links point at.
+    pub demo_session: Option<String>,
+}
+
+/// The settled configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http_addr: SocketAddr,
+    pub media_addr: SocketAddr,
+    /// The media candidate browsers are told about.
+    pub media_public_addr: SocketAddr,
+    /// Host part of the links printed at start.
+    pub public_host: String,
+    pub data_dir: PathBuf,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub session_peers_max: usize,
+    pub demo_session: multistream_proto::SessionId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: error.to_string(),
+        })
+    }
+
+    /// Overlays `other` (flags) on `self` (file).
+    pub fn overlay(self, other: FileConfig) -> FileConfig {
+        FileConfig {
+            http_addr: other.http_addr.or(self.http_addr),
+            media_addr: other.media_addr.or(self.media_addr),
+            public_addr: other.public_addr.or(self.public_addr),
+            data_dir: other.data_dir.or(self.data_dir),
+            tls_cert: other.tls_cert.or(self.tls_cert),
+            tls_key: other.tls_key.or(self.tls_key),
+            session_peers_max: other.session_peers_max.or(self.session_peers_max),
+            demo_session: other.demo_session.or(self.demo_session),
+        }
+    }
+
+    pub fn settle(self) -> Result<Config, ConfigError> {
+        let parse = |text: &str| text.parse::<SocketAddr>().expect("built-in address parses");
+        let http_addr = self.http_addr.unwrap_or_else(|| parse(DEFAULT_HTTP_ADDR));
+        let media_addr = self.media_addr.unwrap_or_else(|| parse(DEFAULT_MEDIA_ADDR));
+        let media_public_addr = match &self.public_addr {
+            None if media_addr.ip().is_unspecified() => {
+                return Err(ConfigError::Invalid(format!(
+                    "the media address {media_addr} listens on every interface, so the node cannot \
+                     tell browsers where to send media: set public_addr (--public-addr) to this \
+                     machine's address as students reach it"
+                )));
+            }
+            None => media_addr,
+            Some(text) => match (text.parse::<SocketAddr>(), text.parse::<IpAddr>()) {
+                (Ok(addr), _) => addr,
+                (_, Ok(ip)) => SocketAddr::new(ip, media_addr.port()),
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "public_addr {text:?} is not an IP address or IP:port"
+                    )));
+                }
+            },
+        };
+        if media_public_addr.ip().is_unspecified() {
+            return Err(ConfigError::Invalid(
+                "public_addr cannot be 0.0.0.0 or ::".into(),
+            ));
+        }
+        let public_host = if http_addr.ip().is_unspecified() {
+            media_public_addr.ip().to_string()
+        } else {
+            http_addr.ip().to_string()
+        };
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key go together: set both or neither".into(),
+            ));
+        }
+        let session_peers_max = self.session_peers_max.unwrap_or(SESSION_PEERS_MAX);
+        if session_peers_max == 0 || session_peers_max > SESSION_PEERS_MAX {
+            return Err(ConfigError::Invalid(format!(
+                "session_peers_max must be between 1 and {SESSION_PEERS_MAX}"
+            )));
+        }
+        let demo_session = self
+            .demo_session
+            .as_deref()
+            .unwrap_or(DEFAULT_DEMO_SESSION)
+            .parse()
+            .map_err(|error| ConfigError::Invalid(format!("demo_session: {error}")))?;
+        Ok(Config {
+            http_addr,
+            media_addr,
+            media_public_addr,
+            public_host,
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            session_peers_max,
+            demo_session,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let error = toml::from_str::<FileConfig>("http_adr = \"127.0.0.1:1\"")
+            .expect_err("a typo is an error");
+        assert!(
+            error.to_string().contains("unknown field `http_adr`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file_and_limits_hold() {
+        let file: FileConfig =
+            toml::from_str("http_addr = \"127.0.0.1:1000\"\nsession_peers_max = 10")
+                .expect("valid");
+        let flags = FileConfig {
+            http_addr: Some("127.0.0.1:2000".parse().expect("addr")),
+            ..FileConfig::default()
+        };
+        let config = file.overlay(flags).settle().expect("valid");
+        assert_eq!(config.http_addr.port(), 2000);
+        assert_eq!(config.session_peers_max, 10);
+
+        let too_many = FileConfig {
+            session_peers_max: Some(100_000),
+            ..FileConfig::default()
+        };
+        assert!(too_many.settle().is_err());
+        let anywhere = FileConfig {
+            media_addr: Some("0.0.0.0:9000".parse().expect("addr")),
+            ..FileConfig::default()
+        };
+        assert!(anywhere.clone().settle().is_err());
+        let advertised = FileConfig {
+            public_addr: Some("10.0.0.5".into()),
+            ..anywhere
+        };
+        assert_eq!(
+            advertised.settle().expect("valid").media_public_addr,
+            "10.0.0.5:9000".parse().expect("addr")
+        );
+    }
+}

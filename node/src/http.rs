@@ -1,0 +1,720 @@
+//! The HTTP edge: WHIP and WHEP signaling, the join endpoint, the classroom WebSocket, health,
+//! metrics and the embedded web client.
+//!
+//! Every request is checked here before anything reaches the media task or presence: token,
+//! session, role, content type, size. A refusal is a status code the standards name, with a
+//! plain-text (or, for the JSON API, JSON) reason, and is counted in `/metrics`. Tokens are
+//! never logged.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use multistream_proto::wire::{
+    CLIENT_MESSAGE_BYTES_MAX, ClientMessage, ParticipantView, ServerMessage, WIRE_VERSION,
+};
+use multistream_proto::{Claims, ParticipantId, Role, SessionId, Source, TokenKind};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::media::{MediaHandle, MediaUnavailable, RemoveOutcome};
+use crate::presence::{CLIENT_OUTBOUND_QUEUE_MAX, PresenceHandle, Who};
+use crate::sfu::{AddPeerError, PeerKind, PeerSpec};
+use crate::token::{Issuer, TokenError, unix_now_secs};
+use crate::web;
+
+/// Largest SDP offer accepted, in bytes. A browser offer with simulcast is 5–8 KiB; 64 KiB
+/// leaves room for long candidate lists and refuses anything built to waste memory.
+pub const SDP_BYTES_MAX: usize = 64 * 1024;
+
+/// Largest JSON body of the join endpoint: a name and little else.
+pub const JOIN_BODY_BYTES_MAX: usize = 4 * 1024;
+
+/// Lifetime of an access token minted from an invitation: one school day.
+pub const ACCESS_TOKEN_LIFETIME_SECS: u64 = 12 * 3600;
+
+/// A classroom connection must say hello this soon after opening, or it is closed.
+pub const HELLO_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Shared state of the handlers. The fields are handles to actors or immutable values.
+#[derive(Clone)]
+pub struct AppState {
+    pub issuer: Arc<Issuer>,
+    pub media: MediaHandle,
+    pub presence: PresenceHandle,
+    pub refusals: Arc<Refusals>,
+    pub next_connection: Arc<AtomicU64>,
+}
+
+/// Counts of refused requests by endpoint and reason, for `/metrics`. Written only on refusals,
+/// never on the media path.
+#[derive(Default)]
+pub struct Refusals {
+    counts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl Refusals {
+    fn count(&self, endpoint: &'static str, reason: &'static str) {
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry((endpoint, reason)).or_default() += 1;
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<(&'static str, &'static str), u64> {
+        self.counts
+            .lock()
+            .map(|counts| counts.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// A refused request: status, a stable reason label and a message for people.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+    json: bool,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason,
+            message: message.into(),
+            json: false,
+        }
+    }
+
+    fn token(error: TokenError) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", error.to_string())
+    }
+
+    fn counted(self, state: &AppState, endpoint: &'static str) -> Self {
+        state.refusals.count(endpoint, self.reason);
+        debug!(
+            endpoint,
+            reason = self.reason,
+            status = self.status.as_u16(),
+            "request refused"
+        );
+        self
+    }
+
+    fn as_json(mut self) -> Self {
+        self.json = true;
+        self
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = if self.json {
+            let body = serde_json::json!({ "error": self.reason, "message": self.message });
+            (self.status, axum::Json(body)).into_response()
+        } else {
+            (
+                self.status,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                self.message + "\n",
+            )
+                .into_response()
+        };
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"multistream\", error=\"invalid_token\""),
+            );
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        response
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(web::index))
+        .route("/s/{session}", get(web::classroom))
+        .route("/assets/{file}", get(web::asset))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/whip/{session}", post(whip_offer).options(whip_options))
+        .route(
+            "/whip/{session}/{resource}",
+            delete(whip_delete).patch(no_trickle),
+        )
+        .route("/whep/{session}", post(whep_offer).options(whip_options))
+        .route(
+            "/whep/{session}/{resource}",
+            delete(whep_delete).patch(no_trickle),
+        )
+        .route("/api/sessions/{session}/join", post(join))
+        .route("/ws/{session}", get(classroom_socket))
+        .layer(axum::middleware::map_response(cross_origin))
+        .with_state(state)
+}
+
+/// WHIP and WHEP players may run on other origins (a streaming tool's web page): allow them to
+/// call the endpoints and read the `Location` header. Credentials are bearer tokens, never
+/// cookies, so this grants nothing a page could not already do with the token.
+async fn cross_origin(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Location"),
+    );
+    response
+}
+
+async fn whip_options() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ALLOW, "OPTIONS, POST"),
+            (
+                header::HeaderName::from_static("accept-post"),
+                "application/sdp",
+            ),
+            (
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                "OPTIONS, POST, DELETE, PATCH",
+            ),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "Authorization, Content-Type",
+            ),
+        ],
+    )
+        .into_response()
+}
+
+/// Trickle ICE and ICE restarts are not supported: the node is ICE-lite and learns the client's
+/// address from its connectivity checks, so the client never needs to send candidates.
+async fn no_trickle() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "DELETE")],
+        "trickle ICE is not supported; candidates are not needed with this server\n",
+    )
+        .into_response()
+}
+
+async fn healthz() -> Response {
+    axum::Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+        .into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, TokenError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(TokenError::Missing)?;
+    let text = value
+        .to_str()
+        .map_err(|_| TokenError::Malformed("header is not ASCII"))?;
+    let token = text
+        .strip_prefix("Bearer ")
+        .or_else(|| text.strip_prefix("bearer "))
+        .ok_or(TokenError::Malformed(
+            "expected `Authorization: Bearer <token>`",
+        ))?;
+    Ok(token.trim())
+}
+
+fn parse_session(text: &str) -> Result<SessionId, Refusal> {
+    text.parse().map_err(|error| {
+        Refusal::new(
+            StatusCode::NOT_FOUND,
+            "unknown_session",
+            format!("no such session: {error}"),
+        )
+    })
+}
+
+/// Checks the bearer token is a valid access token for `session`.
+fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: &SessionId,
+) -> Result<Claims, Refusal> {
+    let token = bearer(headers).map_err(Refusal::token)?;
+    let claims = state
+        .issuer
+        .verify_access(token, unix_now_secs())
+        .map_err(Refusal::token)?;
+    if &claims.sid != session {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "wrong_session",
+            format!(
+                "this token is for session {:?}, not {:?}",
+                claims.sid.as_str(),
+                session.as_str()
+            ),
+        ));
+    }
+    Ok(claims)
+}
+
+#[derive(Debug, Deserialize)]
+struct OfferQuery {
+    source: Option<String>,
+}
+
+async fn whip_offer(
+    State(state): State<AppState>,
+    Path(session): Path<String>,
+    Query(query): Query<OfferQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    offer(state, PeerKind::Publisher, session, query, headers, body).await
+}
+
+async fn whep_offer(
+    State(state): State<AppState>,
+    Path(session): Path<String>,
+    Query(query): Query<OfferQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    offer(state, PeerKind::Subscriber, session, query, headers, body).await
+}
+
+async fn offer(
+    state: AppState,
+    kind: PeerKind,
+    session: String,
+    query: OfferQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let endpoint = match kind {
+        PeerKind::Publisher => "whip",
+        PeerKind::Subscriber => "whep",
+    };
+    match offer_inner(&state, kind, endpoint, session, query, headers, body).await {
+        Ok(response) => response,
+        Err(refusal) => refusal.counted(&state, endpoint).into_response(),
+    }
+}
+
+async fn offer_inner(
+    state: &AppState,
+    kind: PeerKind,
+    endpoint: &'static str,
+    session: String,
+    query: OfferQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
+    let session = parse_session(&session)?;
+    let claims = authorize(state, &headers, &session)?;
+    let span = info_span!("offer", endpoint, session = %session, participant = %claims.sub);
+    async move {
+        let allowed = match kind {
+            PeerKind::Publisher => claims.grants.publish,
+            PeerKind::Subscriber => claims.grants.subscribe,
+        };
+        if !allowed {
+            let what = match kind {
+                PeerKind::Publisher => "publish",
+                PeerKind::Subscriber => "watch",
+            };
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "not_granted",
+                format!(
+                    "a {} in this session may not {what} unless the teacher allows it",
+                    claims.role.as_str()
+                ),
+            ));
+        }
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if !content_type.is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+        }) {
+            return Err(Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the offer must be sent with Content-Type: application/sdp",
+            ));
+        }
+        let source: Source = match query.source.as_deref() {
+            None => Source::Camera,
+            Some(text) => text.parse().map_err(|error: String| {
+                Refusal::new(StatusCode::BAD_REQUEST, "bad_source", error)
+            })?,
+        };
+        let bytes = axum::body::to_bytes(body, SDP_BYTES_MAX)
+            .await
+            .map_err(|_| {
+                Refusal::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("the offer is larger than {SDP_BYTES_MAX} bytes"),
+                )
+            })?;
+        let offer = String::from_utf8(bytes.to_vec()).map_err(|_| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "bad_sdp",
+                "the offer is not UTF-8 text",
+            )
+        })?;
+        let spec = PeerSpec {
+            session: session.clone(),
+            participant: claims.sub.clone(),
+            kind,
+            source,
+        };
+        let who = Who {
+            id: claims.sub.clone(),
+            name: claims.name.clone(),
+            role: claims.role,
+        };
+        let added = match state.media.add_peer(spec, who, offer).await {
+            Ok(result) => result,
+            Err(MediaUnavailable::Busy) => {
+                return Err(Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    MediaUnavailable::Busy.to_string(),
+                ));
+            }
+            Err(MediaUnavailable::Stopped) => {
+                return Err(Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "stopping",
+                    "the node is shutting down",
+                ));
+            }
+        };
+        let added = added.map_err(|error| {
+            let (status, reason) = match &error {
+                AddPeerError::SdpMalformed(_) => (StatusCode::BAD_REQUEST, "bad_sdp"),
+                AddPeerError::TooManyTracks { .. } => (StatusCode::BAD_REQUEST, "too_many_tracks"),
+                AddPeerError::NoMedia => (StatusCode::BAD_REQUEST, "no_media"),
+                AddPeerError::WrongDirection(_) => (StatusCode::BAD_REQUEST, "wrong_direction"),
+                AddPeerError::Negotiation(_) => (StatusCode::BAD_REQUEST, "negotiation"),
+                AddPeerError::SessionFull => (StatusCode::SERVICE_UNAVAILABLE, "session_full"),
+                AddPeerError::NodeFull => (StatusCode::SERVICE_UNAVAILABLE, "node_full"),
+                AddPeerError::TooManyConnecting => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "too_many_connecting")
+                }
+            };
+            Refusal::new(status, reason, error.to_string())
+        })?;
+        let location = format!("/{endpoint}/{session}/{}", added.resource);
+        info!(source = %source, "media connection accepted");
+        Ok((
+            StatusCode::CREATED,
+            [
+                (header::CONTENT_TYPE, "application/sdp".to_owned()),
+                (header::LOCATION, location),
+            ],
+            added.answer_sdp,
+        )
+            .into_response())
+    }
+    .instrument(span)
+    .await
+}
+
+async fn whip_delete(
+    State(state): State<AppState>,
+    Path((session, resource)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    end_resource(state, "whip", session, resource, headers).await
+}
+
+async fn whep_delete(
+    State(state): State<AppState>,
+    Path((session, resource)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    end_resource(state, "whep", session, resource, headers).await
+}
+
+async fn end_resource(
+    state: AppState,
+    endpoint: &'static str,
+    session: String,
+    resource: String,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let session = parse_session(&session)?;
+        let claims = authorize(&state, &headers, &session)?;
+        let is_teacher = claims.role == Role::Teacher;
+        match state
+            .media
+            .remove_peer(resource, session, claims.sub, is_teacher)
+            .await
+        {
+            Ok(RemoveOutcome::Removed) => Ok(StatusCode::OK.into_response()),
+            Ok(RemoveOutcome::NotFound) => Err(Refusal::new(
+                StatusCode::NOT_FOUND,
+                "unknown_resource",
+                "no such media connection (it may have ended already)",
+            )),
+            Ok(RemoveOutcome::NotYours) => Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "not_yours",
+                "this media connection belongs to someone else",
+            )),
+            Err(error) => Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                error.to_string(),
+            )),
+        }
+    }
+    .await;
+    result.unwrap_or_else(|refusal| refusal.counted(&state, endpoint).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinRequest {
+    name: String,
+}
+
+/// Trades an invitation for a personal access token with a fresh participant id.
+async fn join(
+    State(state): State<AppState>,
+    Path(session): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let session = parse_session(&session)?;
+        let token = bearer(&headers).map_err(Refusal::token)?;
+        let now = unix_now_secs();
+        let invite = state.issuer.verify_invite(token, now).map_err(Refusal::token)?;
+        if invite.sid != session {
+            return Err(Refusal::new(StatusCode::FORBIDDEN, "wrong_session", "this invitation is for another session"));
+        }
+        let bytes = axum::body::to_bytes(body, JOIN_BODY_BYTES_MAX).await.map_err(|_| {
+            Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the request body is too large")
+        })?;
+        let request: JoinRequest = serde_json::from_slice(&bytes).map_err(|error| {
+            Refusal::new(StatusCode::BAD_REQUEST, "bad_json", format!("expected {{\"name\": \"…\"}}: {error}"))
+        })?;
+        let name = multistream_proto::claims::validate_display_name(&request.name)
+            .map_err(|error| Refusal::new(StatusCode::BAD_REQUEST, "bad_name", error.to_string()))?;
+        let claims = Claims {
+            iss: state.issuer.name().to_owned(),
+            sub: fresh_participant_id(invite.role),
+            sid: session,
+            name,
+            role: invite.role,
+            grants: invite.grants,
+            kind: TokenKind::Access,
+            iat: now,
+            exp: invite.exp.min(now + ACCESS_TOKEN_LIFETIME_SECS),
+        };
+        info!(session = %claims.sid, participant = %claims.sub, role = claims.role.as_str(), "joined by invitation");
+        Ok(axum::Json(serde_json::json!({ "token": state.issuer.sign(&claims) })).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|refusal: Refusal| {
+        refusal.as_json().counted(&state, "join").into_response()
+    })
+}
+
+fn fresh_participant_id(role: Role) -> ParticipantId {
+    let mut bytes = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system RNG is available on every supported OS");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hex}", role.as_str())
+        .parse()
+        .expect("role names and hex digits form a valid id")
+}
+
+async fn classroom_socket(
+    State(state): State<AppState>,
+    Path(session): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let session = match parse_session(&session) {
+        Ok(session) => session,
+        Err(refusal) => return refusal.counted(&state, "ws").into_response(),
+    };
+    upgrade
+        .max_message_size(CLIENT_MESSAGE_BYTES_MAX)
+        .max_frame_size(CLIENT_MESSAGE_BYTES_MAX)
+        .on_upgrade(move |socket| classroom_connection(state, session, socket))
+}
+
+/// WebSocket close codes in the private range, mirroring HTTP statuses.
+const CLOSE_UNAUTHORIZED: u16 = 4401;
+const CLOSE_FORBIDDEN: u16 = 4403;
+const CLOSE_FULL: u16 = 4503;
+const CLOSE_SLOW: u16 = 4408;
+
+async fn close_with(mut socket: WebSocket, code: u16, code_name: &str, message: String) {
+    let error = ServerMessage::Error {
+        code: code_name.to_owned(),
+        message: message.clone(),
+    };
+    if let Ok(text) = serde_json::to_string(&error) {
+        let _ = socket.send(WsMessage::text(text)).await;
+    }
+    let reason: String = message.chars().take(100).collect();
+    let _ = socket
+        .send(WsMessage::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+async fn classroom_connection(state: AppState, session: SessionId, mut socket: WebSocket) {
+    let hello = tokio::time::timeout(HELLO_DEADLINE, socket.recv()).await;
+    let token = match hello {
+        Ok(Some(Ok(WsMessage::Text(text)))) => match serde_json::from_str::<ClientMessage>(&text) {
+            Ok(ClientMessage::Hello { token }) => token,
+            Err(_) => {
+                state.refusals.count("ws", "bad_message");
+                return close_with(
+                    socket,
+                    CLOSE_UNAUTHORIZED,
+                    "bad_message",
+                    "the first message must be a hello with a token".into(),
+                )
+                .await;
+            }
+        },
+        _ => {
+            state.refusals.count("ws", "no_hello");
+            return close_with(
+                socket,
+                CLOSE_UNAUTHORIZED,
+                "no_hello",
+                "no hello within 10 seconds".into(),
+            )
+            .await;
+        }
+    };
+    let claims = match state.issuer.verify_access(&token, unix_now_secs()) {
+        Ok(claims) => claims,
+        Err(error) => {
+            state.refusals.count("ws", "unauthorized");
+            return close_with(
+                socket,
+                CLOSE_UNAUTHORIZED,
+                "unauthorized",
+                error.to_string(),
+            )
+            .await;
+        }
+    };
+    if claims.sid != session {
+        state.refusals.count("ws", "wrong_session");
+        return close_with(
+            socket,
+            CLOSE_FORBIDDEN,
+            "wrong_session",
+            "this token is for another session".into(),
+        )
+        .await;
+    }
+    let connection = state.next_connection.fetch_add(1, Ordering::Relaxed);
+    let span = info_span!("classroom", session = %session, participant = %claims.sub, connection);
+    async move {
+        let who = Who { id: claims.sub.clone(), name: claims.name.clone(), role: claims.role };
+        let (outbound, mut inbound) = mpsc::channel(CLIENT_OUTBOUND_QUEUE_MAX);
+        if !state.presence.join(connection, session.clone(), who.clone(), outbound).await {
+            state.refusals.count("ws", "session_full");
+            return close_with(socket, CLOSE_FULL, "session_full", "the session is full".into()).await;
+        }
+        info!("classroom client connected");
+        let welcome = ServerMessage::Welcome {
+            wire_version: WIRE_VERSION,
+            session: session.clone(),
+            you: ParticipantView { id: who.id.clone(), name: who.name.clone(), role: who.role, live: Vec::new() },
+            can_publish: claims.grants.publish,
+        };
+        let mut ok = send_json(&mut socket, &welcome).await;
+        while ok {
+            tokio::select! {
+                message = inbound.recv() => match message {
+                    Some(message) => ok = send_json(&mut socket, &message).await,
+                    None => {
+                        // Presence dropped us: we fell too far behind.
+                        close_with(socket, CLOSE_SLOW, "too_slow", "the connection fell behind; reconnect".into()).await;
+                        state.presence.leave(connection, session).await;
+                        return;
+                    }
+                },
+                received = socket.recv() => match received {
+                    Some(Ok(WsMessage::Text(text))) => {
+                        // Only hello is defined so far; anything else is answered, not fatal.
+                        if serde_json::from_str::<ClientMessage>(&text).is_err() {
+                            let error = ServerMessage::Error { code: "unknown_message".into(), message: "the node does not understand this message".into() };
+                            ok = send_json(&mut socket, &error).await;
+                        }
+                    }
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => ok = false,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+        state.presence.leave(connection, session).await;
+        info!("classroom client disconnected");
+    }
+    .instrument(span)
+    .await
+}
+
+async fn send_json(socket: &mut WebSocket, message: &ServerMessage) -> bool {
+    match serde_json::to_string(message) {
+        Ok(text) => socket.send(WsMessage::text(text)).await.is_ok(),
+        Err(error) => {
+            warn!(%error, "could not encode a server message");
+            false
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let snapshot = match state.media.snapshot().await {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            return Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "busy", error.to_string())
+                .into_response();
+        }
+    };
+    let connections = state.presence.connections().await;
+    let text = crate::metrics::render(&snapshot, connections, &state.refusals.snapshot());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}

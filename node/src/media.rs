@@ -1,0 +1,367 @@
+//! The media shell: one tokio task that owns the UDP socket and the SFU core, moves datagrams
+//! and timestamps between them, and serves peer commands from the HTTP handlers.
+//!
+//! All SFU state is inside this task; others reach it through a bounded command channel and get
+//! answers on oneshot channels. The task reads the clock and does IO; the core does neither.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use multistream_proto::{ParticipantId, SessionId};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::info;
+
+use crate::presence::{PresenceHandle, Who};
+use crate::sfu::{
+    AddPeerError, Output, PeerId, PeerKind, PeerSpec, Sfu, SfuCounters, SfuEvent, SfuGauges,
+};
+
+/// Commands waiting for the media task. Each is a WHIP/WHEP request or a metrics scrape;
+/// when the queue is full the HTTP edge answers 503 instead of queueing without bound.
+pub const MEDIA_COMMAND_QUEUE_MAX: usize = 256;
+
+/// Largest datagram read. WebRTC keeps datagrams under about 1200 bytes; anything longer than
+/// this is not ours and is dropped by truncation checks in the core.
+const DATAGRAM_BYTES_MAX: usize = 2_048;
+
+/// Datagrams read in one go before outputs are flushed: keeps latency low under load while
+/// sparing a timer reset per datagram.
+const RECEIVE_BATCH_MAX: usize = 64;
+
+/// A peer as the shell knows it: the public resource name and who owns it.
+#[derive(Debug, Clone)]
+struct Resource {
+    peer: PeerId,
+    session: SessionId,
+    who: Who,
+    kind: PeerKind,
+    source: multistream_proto::Source,
+    connected: bool,
+}
+
+/// Answer to a successful WHIP/WHEP offer.
+#[derive(Debug)]
+pub struct Added {
+    /// The resource name to put in the `Location` URL.
+    pub resource: String,
+    pub answer_sdp: String,
+}
+
+/// What a DELETE on a resource did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RemoveOutcome {
+    Removed,
+    NotFound,
+    /// The resource belongs to someone else and the requester is not a teacher of the session.
+    NotYours,
+}
+
+/// Counters and gauges for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct MediaSnapshot {
+    pub counters: SfuCounters,
+    pub gauges: SfuGauges,
+    pub datagrams_oversized: u64,
+    pub send_errors: u64,
+}
+
+enum Command {
+    Add {
+        spec: PeerSpec,
+        who: Who,
+        offer: String,
+        reply: oneshot::Sender<Result<Added, AddPeerError>>,
+    },
+    Remove {
+        resource: String,
+        session: SessionId,
+        requester: ParticipantId,
+        requester_is_teacher: bool,
+        reply: oneshot::Sender<RemoveOutcome>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<MediaSnapshot>,
+    },
+}
+
+/// Why the media task could not take a command.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaUnavailable {
+    #[error("the media engine is busy; try again shortly")]
+    Busy,
+    #[error("the media engine has stopped")]
+    Stopped,
+}
+
+#[derive(Clone)]
+pub struct MediaHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl MediaHandle {
+    pub async fn add_peer(
+        &self,
+        spec: PeerSpec,
+        who: Who,
+        offer: String,
+    ) -> Result<Result<Added, AddPeerError>, MediaUnavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Add {
+            spec,
+            who,
+            offer,
+            reply,
+        })?;
+        answer.await.map_err(|_| MediaUnavailable::Stopped)
+    }
+
+    pub async fn remove_peer(
+        &self,
+        resource: String,
+        session: SessionId,
+        requester: ParticipantId,
+        requester_is_teacher: bool,
+    ) -> Result<RemoveOutcome, MediaUnavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Remove {
+            resource,
+            session,
+            requester,
+            requester_is_teacher,
+            reply,
+        })?;
+        answer.await.map_err(|_| MediaUnavailable::Stopped)
+    }
+
+    pub async fn snapshot(&self) -> Result<MediaSnapshot, MediaUnavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Snapshot { reply })?;
+        answer.await.map_err(|_| MediaUnavailable::Stopped)
+    }
+
+    fn send(&self, command: Command) -> Result<(), MediaUnavailable> {
+        self.tx.try_send(command).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => MediaUnavailable::Busy,
+            mpsc::error::TrySendError::Closed(_) => MediaUnavailable::Stopped,
+        })
+    }
+}
+
+/// Starts the media task on `socket`. It runs until `shutdown` turns true, then closes every
+/// peer (so browsers learn at once) and returns.
+pub fn spawn(
+    socket: UdpSocket,
+    sfu: Sfu,
+    candidate_addr: SocketAddr,
+    presence: PresenceHandle,
+    shutdown: watch::Receiver<bool>,
+) -> (MediaHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(MEDIA_COMMAND_QUEUE_MAX);
+    let task = MediaTask {
+        socket,
+        sfu,
+        candidate_addr,
+        presence,
+        resources: HashMap::new(),
+        by_peer: HashMap::new(),
+        datagrams_oversized: 0,
+        send_errors: 0,
+    };
+    let join = tokio::spawn(task.run(rx, shutdown));
+    (MediaHandle { tx }, join)
+}
+
+struct MediaTask {
+    socket: UdpSocket,
+    sfu: Sfu,
+    candidate_addr: SocketAddr,
+    presence: PresenceHandle,
+    resources: HashMap<String, Resource>,
+    by_peer: HashMap<PeerId, String>,
+    datagrams_oversized: u64,
+    send_errors: u64,
+}
+
+impl MediaTask {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut buffer = vec![0u8; DATAGRAM_BYTES_MAX];
+        loop {
+            let deadline = self.flush().await;
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => break,
+                },
+                received = self.socket.recv_from(&mut buffer) => {
+                    self.received(received, &buffer);
+                    // Read what else is already waiting before flushing.
+                    for _ in 1..RECEIVE_BATCH_MAX {
+                        let more = self.socket.try_recv_from(&mut buffer);
+                        if matches!(&more, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+                            break;
+                        }
+                        self.received(more, &buffer);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    self.sfu.handle_timeout(Instant::now());
+                }
+            }
+        }
+        info!("media engine stopping; closing all peers");
+        self.sfu.shutdown(Instant::now());
+        self.flush().await;
+    }
+
+    fn received(&mut self, received: std::io::Result<(usize, SocketAddr)>, buffer: &[u8]) {
+        match received {
+            Ok((length, source)) if length < DATAGRAM_BYTES_MAX => {
+                self.sfu.handle_datagram(
+                    Instant::now(),
+                    source,
+                    self.candidate_addr,
+                    &buffer[..length],
+                );
+            }
+            Ok(_) => self.datagrams_oversized += 1,
+            // ICMP errors from peers that went away surface here on Linux; they concern one
+            // peer, whose ICE will time out, and never the socket.
+            Err(error) => tracing::trace!(%error, "UDP receive error"),
+        }
+    }
+
+    /// Sends every pending datagram, hands events on, and returns the core's next deadline.
+    async fn flush(&mut self) -> Instant {
+        loop {
+            match self.sfu.poll_output() {
+                Output::Transmit(transmit) => {
+                    let sent = match self
+                        .socket
+                        .try_send_to(&transmit.contents, transmit.destination)
+                    {
+                        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                            self.socket
+                                .send_to(&transmit.contents, transmit.destination)
+                                .await
+                        }
+                        other => other,
+                    };
+                    if sent.is_err() {
+                        self.send_errors += 1;
+                    }
+                }
+                Output::Event(event) => self.event(event),
+                Output::Timeout(at) => return at,
+            }
+        }
+    }
+
+    fn event(&mut self, event: SfuEvent) {
+        let (peer, live) = match event {
+            SfuEvent::PeerConnected { peer, .. } => (peer, true),
+            SfuEvent::PeerRemoved { peer, .. } => (peer, false),
+        };
+        let Some(name) = self.by_peer.get(&peer).cloned() else {
+            return;
+        };
+        let Some(resource) = self.resources.get_mut(&name) else {
+            return;
+        };
+        let was_connected = resource.connected;
+        resource.connected = live;
+        if resource.kind == PeerKind::Publisher && was_connected != live {
+            self.presence.set_live(
+                resource.session.clone(),
+                resource.who.clone(),
+                resource.source,
+                live,
+            );
+        }
+        if !live {
+            self.resources.remove(&name);
+            self.by_peer.remove(&peer);
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Add {
+                spec,
+                who,
+                offer,
+                reply,
+            } => {
+                let kind = spec.kind;
+                let source = spec.source;
+                let session = spec.session.clone();
+                let result =
+                    self.sfu
+                        .add_peer(Instant::now(), spec, &offer)
+                        .map(|(peer, answer)| {
+                            let name = resource_name();
+                            self.resources.insert(
+                                name.clone(),
+                                Resource {
+                                    peer,
+                                    session,
+                                    who,
+                                    kind,
+                                    source,
+                                    connected: false,
+                                },
+                            );
+                            self.by_peer.insert(peer, name.clone());
+                            Added {
+                                resource: name,
+                                answer_sdp: answer,
+                            }
+                        });
+                let _ = reply.send(result);
+            }
+            Command::Remove {
+                resource,
+                session,
+                requester,
+                requester_is_teacher,
+                reply,
+            } => {
+                let outcome = match self.resources.get(&resource) {
+                    Some(entry) if entry.session != session => RemoveOutcome::NotFound,
+                    Some(entry) if entry.who.id != requester && !requester_is_teacher => {
+                        RemoveOutcome::NotYours
+                    }
+                    Some(entry) => {
+                        let peer = entry.peer;
+                        self.sfu.remove_peer(Instant::now(), peer);
+                        RemoveOutcome::Removed
+                    }
+                    None => RemoveOutcome::NotFound,
+                };
+                let _ = reply.send(outcome);
+            }
+            Command::Snapshot { reply } => {
+                let _ = reply.send(MediaSnapshot {
+                    counters: self.sfu.counters().clone(),
+                    gauges: self.sfu.gauges(),
+                    datagrams_oversized: self.datagrams_oversized,
+                    send_errors: self.send_errors,
+                });
+            }
+        }
+    }
+}
+
+/// An unguessable resource name: knowing one must not let anyone else find the others.
+fn resource_name() -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system RNG is available on every supported OS");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,154 @@
+//! Prometheus text exposition of the node's counters and gauges (`GET /metrics`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::media::MediaSnapshot;
+
+/// Renders every metric. Label values are fixed strings chosen by the node, never user input.
+pub fn render(
+    snapshot: &MediaSnapshot,
+    classroom_connections: usize,
+    refusals: &BTreeMap<(&'static str, &'static str), u64>,
+) -> String {
+    let mut out = String::with_capacity(4096);
+    let c = &snapshot.counters;
+    let g = &snapshot.gauges;
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {value}");
+            } else {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        }
+    };
+    family(
+        "multistream_peers",
+        "gauge",
+        "Media connections by kind.",
+        &[
+            ("kind=\"publisher\"", g.publishers as u64),
+            ("kind=\"subscriber\"", g.subscribers as u64),
+        ],
+    );
+    family(
+        "multistream_peers_connecting",
+        "gauge",
+        "Media connections still in ICE/DTLS setup.",
+        &[("", g.connecting as u64)],
+    );
+    family(
+        "multistream_sessions",
+        "gauge",
+        "Sessions with at least one media connection.",
+        &[("", g.sessions as u64)],
+    );
+    family(
+        "multistream_tracks",
+        "gauge",
+        "Media tracks: published into the node, and subscriber lines bound to a publisher.",
+        &[
+            ("direction=\"published\"", g.tracks_published as u64),
+            ("direction=\"subscribed\"", g.tracks_subscribed as u64),
+        ],
+    );
+    family(
+        "multistream_classroom_connections",
+        "gauge",
+        "Open classroom WebSocket connections.",
+        &[("", classroom_connections as u64)],
+    );
+    family(
+        "multistream_datagrams_total",
+        "counter",
+        "UDP datagrams on the media socket.",
+        &[
+            ("direction=\"in\"", c.datagrams_in),
+            ("direction=\"out\"", c.datagrams_out),
+        ],
+    );
+    family(
+        "multistream_bytes_total",
+        "counter",
+        "UDP bytes on the media socket.",
+        &[
+            ("direction=\"in\"", c.bytes_in),
+            ("direction=\"out\"", c.bytes_out),
+        ],
+    );
+    family(
+        "multistream_rtp_packets_total",
+        "counter",
+        "RTP packets received from publishers and forwarded to subscribers.",
+        &[
+            ("direction=\"in\"", c.rtp_in),
+            ("direction=\"forwarded\"", c.rtp_forwarded),
+        ],
+    );
+    family(
+        "multistream_rtp_forwarded_bytes_total",
+        "counter",
+        "RTP payload bytes forwarded to subscribers.",
+        &[("", c.rtp_forwarded_bytes)],
+    );
+    family(
+        "multistream_keyframe_requests_total",
+        "counter",
+        "Keyframe requests to publishers: sent, or coalesced into one already sent.",
+        &[
+            ("outcome=\"sent\"", c.keyframe_requests_sent),
+            ("outcome=\"coalesced\"", c.keyframe_requests_coalesced),
+        ],
+    );
+    family(
+        "multistream_dropped_packets_total",
+        "counter",
+        "Packets dropped, by reason.",
+        &[
+            ("reason=\"malformed\"", c.datagrams_malformed),
+            ("reason=\"unrouted\"", c.datagrams_unrouted),
+            ("reason=\"oversized\"", snapshot.datagrams_oversized),
+            ("reason=\"transmit_queue_full\"", c.transmit_dropped),
+            ("reason=\"no_common_codec\"", c.rtp_unforwardable),
+            ("reason=\"send_error\"", snapshot.send_errors),
+        ],
+    );
+    family(
+        "multistream_layer_switches_total",
+        "counter",
+        "Simulcast layer switches for subscribers.",
+        &[("", c.layer_switches)],
+    );
+    family(
+        "multistream_peer_errors_total",
+        "counter",
+        "Errors str0m reported for single peers.",
+        &[("", c.peer_errors)],
+    );
+    let removed: Vec<(String, u64)> = c
+        .peers_removed
+        .iter()
+        .map(|(reason, n)| (format!("reason=\"{reason}\""), *n))
+        .collect();
+    let removed: Vec<(&str, u64)> = removed.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    family(
+        "multistream_peers_removed_total",
+        "counter",
+        "Media connections that ended, by reason.",
+        &removed,
+    );
+    let refused: Vec<(String, u64)> = refusals
+        .iter()
+        .map(|((endpoint, reason), n)| (format!("endpoint=\"{endpoint}\",reason=\"{reason}\""), *n))
+        .collect();
+    let refused: Vec<(&str, u64)> = refused.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    family(
+        "multistream_http_refusals_total",
+        "counter",
+        "Refused HTTP and WebSocket requests.",
+        &refused,
+    );
+    out
+}

@@ -1,0 +1,247 @@
+//! Starting and stopping a node: bind the sockets, load identity and TLS, start the actors,
+//! serve HTTP, print the links, and shut everything down cleanly on request.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use multistream_proto::{Claims, Grants, ParticipantId, Role, SessionId, TokenKind};
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::config::Config;
+use crate::http::{AppState, Refusals};
+use crate::presence::PresenceHandle;
+use crate::sfu::{Sfu, SfuConfig};
+use crate::token::{Issuer, unix_now_secs};
+
+/// Lifetime of the links printed at start: a school day and then some.
+pub const DEMO_LINK_LIFETIME_SECS: u64 = 24 * 3600;
+
+/// How long open HTTP requests get to finish at shutdown.
+const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Installs the process-wide crypto providers (str0m's and rustls's) and makes the DTLS
+/// certificate all peers share. Idempotent.
+pub fn init_crypto() -> anyhow::Result<str0m::config::DtlsCert> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let provider = str0m::crypto::from_feature_flags();
+    let cert = provider
+        .dtls_provider
+        .generate_certificate()
+        .ok_or_else(|| anyhow!("the crypto backend could not make a DTLS certificate"))?;
+    provider.install_process_default();
+    Ok(cert)
+}
+
+/// Makes sure the data directory exists and is writable, with an error that says which.
+pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"ok")
+        .with_context(|| format!("cannot write to the data directory {}", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Signs a token with the node's identity.
+pub fn mint(
+    issuer: &Issuer,
+    session: SessionId,
+    participant: ParticipantId,
+    name: String,
+    role: Role,
+    grants: Grants,
+    kind: TokenKind,
+    lifetime_secs: u64,
+) -> String {
+    let now = unix_now_secs();
+    issuer.sign(&Claims {
+        iss: issuer.name().to_owned(),
+        sub: participant,
+        sid: session,
+        name,
+        role,
+        grants,
+        kind,
+        iat: now,
+        exp: now + lifetime_secs,
+    })
+}
+
+fn bind_error(what: &str, addr: SocketAddr, flag: &str, error: std::io::Error) -> anyhow::Error {
+    if error.kind() == std::io::ErrorKind::AddrInUse {
+        anyhow!(
+            "the {what} address {addr} is already in use (is another multistream-node running?); \
+             choose another with {flag}"
+        )
+    } else if error.kind() == std::io::ErrorKind::PermissionDenied {
+        anyhow!(
+            "not allowed to listen on the {what} address {addr} ({error}); ports below 1024 need privileges; choose another with {flag}"
+        )
+    } else {
+        anyhow!("cannot listen on the {what} address {addr}: {error}")
+    }
+}
+
+/// Runs a node until `shutdown` resolves. Prints where it listens and the demo links.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    prepare_data_dir(&config.data_dir)?;
+    let issuer = Arc::new(Issuer::load_or_create(&config.data_dir)?);
+    let dtls_cert = init_crypto()?;
+
+    let udp = std::net::UdpSocket::bind(config.media_addr)
+        .map_err(|e| bind_error("media", config.media_addr, "--media", e))?;
+    udp.set_nonblocking(true)?;
+    let media_bound = udp.local_addr()?;
+    let udp = tokio::net::UdpSocket::from_std(udp)?;
+    let mut candidate = config.media_public_addr;
+    if candidate.port() == 0 {
+        candidate.set_port(media_bound.port());
+    }
+
+    let tcp = std::net::TcpListener::bind(config.http_addr)
+        .map_err(|e| bind_error("HTTP", config.http_addr, "--http", e))?;
+    tcp.set_nonblocking(true)?;
+    let http_bound = tcp.local_addr()?;
+
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::load(cert, key)?),
+        _ if crate::tls::is_loopback(http_bound.ip()) => None,
+        _ => Some(crate::tls::self_signed(
+            &config.data_dir,
+            &[config.public_host.clone()],
+        )?),
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let presence = PresenceHandle::spawn();
+    let sfu = Sfu::new(
+        Instant::now(),
+        SfuConfig {
+            candidate_addr: candidate,
+            dtls_cert,
+            session_peers_max: config.session_peers_max,
+        },
+    );
+    let (media, media_task) = crate::media::spawn(udp, sfu, candidate, presence.clone(), stop_rx);
+    let state = AppState {
+        issuer: issuer.clone(),
+        media,
+        presence,
+        refusals: Arc::new(Refusals::default()),
+        next_connection: Arc::new(AtomicU64::new(1)),
+    };
+    let app = crate::http::router(state).into_make_service();
+    let handle = axum_server::Handle::new();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = {
+        let handle = handle.clone();
+        let tls = tls
+            .as_ref()
+            .map(|m| (m.cert_pem.clone(), m.key_pem.clone()));
+        tokio::spawn(async move {
+            match tls {
+                Some((cert, key)) => {
+                    let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(cert, key)
+                        .await
+                        .context("the TLS certificate or key is not valid PEM")?;
+                    axum_server::from_tcp_rustls(tcp, rustls)?
+                        .handle(handle)
+                        .serve(app)
+                        .await?;
+                }
+                None => {
+                    axum_server::from_tcp(tcp)?
+                        .handle(handle)
+                        .serve(app)
+                        .await?
+                }
+            }
+            anyhow::Ok(())
+        })
+    };
+
+    let host = if http_bound.ip().is_unspecified() {
+        config.public_host.clone()
+    } else {
+        http_bound.ip().to_string()
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let base = format!("{scheme}://{host}:{}", http_bound.port());
+    let session = config.demo_session.clone();
+    let teacher = mint(
+        &issuer,
+        session.clone(),
+        "teacher".parse().expect("valid id"),
+        "Teacher".into(),
+        Role::Teacher,
+        Role::Teacher.default_grants(),
+        TokenKind::Access,
+        DEMO_LINK_LIFETIME_SECS,
+    );
+    let invite = mint(
+        &issuer,
+        session.clone(),
+        "teacher".parse().expect("valid id"),
+        "Student invitation".into(),
+        Role::Student,
+        Role::Student.default_grants(),
+        TokenKind::Invite,
+        DEMO_LINK_LIFETIME_SECS,
+    );
+    println!(
+        "multistream-node {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        issuer.name()
+    );
+    println!("  http   {base}");
+    println!("  media  udp {media_bound} (browsers send to {candidate})");
+    println!("  data   {}", config.data_dir.display());
+    if let Some(path) = tls.as_ref().and_then(|m| m.self_signed_path.as_ref()) {
+        println!(
+            "  tls    self-signed certificate {} (browsers will ask to trust it once)",
+            path.display()
+        );
+    }
+    println!();
+    println!(
+        "Session \"{session}\", links valid for {} hours:",
+        DEMO_LINK_LIFETIME_SECS / 3600
+    );
+    println!("  teacher  {base}/s/{session}#token={teacher}");
+    println!("  students {base}/s/{session}#invite={invite}");
+    println!();
+    println!("Press Ctrl-C to stop.");
+    info!(%base, media = %media_bound, "node started");
+
+    tokio::select! {
+        () = shutdown => info!("shutdown requested"),
+        result = async { server.await } => {
+            let _ = stop_tx.send(true);
+            return match result {
+                Ok(Ok(())) => Err(anyhow!("the HTTP server stopped unexpectedly")),
+                Ok(Err(error)) => Err(error),
+                Err(join) => Err(anyhow!("the HTTP server failed: {join}")),
+            };
+        }
+    }
+    handle.graceful_shutdown(Some(HTTP_SHUTDOWN_GRACE));
+    let _ = stop_tx.send(true);
+    if media_task.await.is_err() {
+        bail!("the media engine failed while stopping");
+    }
+    println!("Stopped.");
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! The browser client, embedded in the binary so a node needs no files beside it.
+
+use axum::extract::Path;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+const INDEX_HTML: &str = include_str!("../web/index.html");
+const CLASSROOM_HTML: &str = include_str!("../web/classroom.html");
+const APP_JS: &str = include_str!("../web/app.js");
+const STYLE_CSS: &str = include_str!("../web/style.css");
+
+/// Pages hold tokens in their fragment: tell browsers not to leak the URL to other sites.
+const PAGE_HEADERS: [(header::HeaderName, &str); 2] = [
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::CACHE_CONTROL, "no-cache"),
+];
+
+pub async fn index() -> Response {
+    (PAGE_HEADERS, Html(INDEX_HTML)).into_response()
+}
+
+pub async fn classroom(Path(_session): Path<String>) -> Response {
+    (PAGE_HEADERS, Html(CLASSROOM_HTML)).into_response()
+}
+
+pub async fn asset(Path(file): Path<String>) -> Response {
+    let (body, content_type) = match file.as_str() {
+        "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
+        "style.css" => (STYLE_CSS, "text/css; charset=utf-8"),
+        _ => return (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
