@@ -328,6 +328,17 @@ class MediaLink {
     this.options.onChange();
   }
 
+  /** Tries again at once, skipping the backoff or a permanent failure: used when the node is
+   * known to be back (a fresh welcome on the WebSocket) or the browser comes back online. */
+  retryNow() {
+    const waiting = this.health === 'reconnecting' && this.#retryTimer !== null;
+    if (this.health !== 'failed' && !waiting) return;
+    this.#clearTimers();
+    this.attempt = 0;
+    this.#set('reconnecting', '');
+    this.#connect();
+  }
+
   /** Ends the connection for good: closes it and waits for the node to free the resource. */
   async stop() {
     const url = this.resourceUrl;
@@ -522,6 +533,7 @@ function setAlert(topic, text) {
 
 function showProblem(title, text) {
   app.view = 'problem';
+  document.title = `${title} · multistream`;
   setText($('problem-title'), title);
   setText($('problem-text'), text);
   render();
@@ -665,6 +677,10 @@ function onServerMessage(message) {
   switch (message?.type) {
     case 'welcome':
       app.you = message.you ?? null;
+      // The node is reachable again: media that gave up or is waiting out a backoff retries now,
+      // and errors from the previous connection no longer apply.
+      for (const link of app.links.values()) link.retryNow();
+      app.alerts.delete('server');
       if (message.wire_version > WIRE_VERSION) {
         setAlert('version', 'This page is out of date. Reload the page to get the new version.');
       }
@@ -972,7 +988,13 @@ function render() {
   if (app.socket?.state === 'refused') {
     problems.push(`${app.socket.refusal} Ask your teacher for a new link, or reload the page to try again.`);
   }
-  setText($('alert'), problems.join('\n'));
+  const alert = $('alert');
+  const alertText = problems.join('\n');
+  if (alertText !== alert.textContent) {
+    alert.textContent = alertText;
+    // On a phone the controls sit below the video: bring a new problem into sight.
+    if (alertText) alert.scrollIntoView({ block: 'nearest' });
+  }
   if (app.view !== 'classroom') return;
   $('stage').hidden = app.presenter;
   $('studio').hidden = !app.presenter;
@@ -992,14 +1014,15 @@ function statusText() {
   if (app.view === 'loading') return 'Loading the classroom…';
   if (app.view !== 'classroom') return '';
   const socket = app.socket;
+  if (!socket) return 'Connecting to the class…';
   if (socket.state === 'refused') return 'Not connected.';
   if (!navigator.onLine) return 'You are offline. Reconnecting when the network is back…';
   if (socket.state === 'connecting') return 'Connecting to the class…';
   if (socket.state === 'reconnecting') return 'Connection lost. Reconnecting…';
   const reconnecting = [...app.links.values()].find((link) => link.health === 'reconnecting');
   if (reconnecting) {
-    const what = reconnecting.direction === 'publish' ? 'Your broadcast' : 'The video';
-    return `${what}: ${reconnecting.detail} Reconnecting…`;
+    const what = reconnecting.direction === 'publish' ? 'your broadcast' : 'the video';
+    return `Reconnecting ${what}… ${reconnecting.detail}`.trim();
   }
   return app.presenter ? presenterStatus() : studentStatus();
 }
@@ -1010,14 +1033,22 @@ function presenterStatus() {
   if (!camera && !screen) return 'Connected. You are not live yet: start your camera when you are ready.';
   if ([camera, screen].some((link) => link && link.health === 'connecting')) return 'Connected. Going live…';
   const live = [camera?.health === 'connected' && 'your camera', screen?.health === 'connected' && 'your screen'].filter(Boolean);
-  return live.length ? `Connected. You are live with ${live.join(' and ')}.` : 'Connected.';
+  if (!live.length) return 'Connected, but you are not live.';
+  const muted = [app.micMuted && 'microphone muted', app.cameraOff && 'camera off'].filter(Boolean);
+  return `Connected. You are live with ${live.join(' and ')}${muted.length ? ` (${muted.join(', ')})` : ''}.`;
 }
 
 function studentStatus() {
+  const sound = app.soundBlocked ? ' The browser blocked the sound: press “Click to enable sound”.' : '';
+  return studentMediaStatus() + sound;
+}
+
+function studentMediaStatus() {
   const presenter = liveWith('camera');
   const sharer = liveWith('screen');
   if (!presenter && !sharer) return 'Connected. Waiting for the teacher to start.';
   const camera = app.links.get('watch-camera');
+  if (camera?.health === 'failed') return 'Connected, but the video cannot be shown.';
   if (presenter && camera?.health !== 'connected') return `Connected. Connecting to ${presenter.name}'s video…`;
   const parts = [];
   if (presenter) parts.push(`watching ${presenter.name}`);
@@ -1095,7 +1126,7 @@ function fillList(list, people, emptyText) {
     if (person.live?.length) {
       const live = document.createElement('span');
       live.className = 'badge live';
-      live.textContent = `Live: ${person.live.join(' and ')}`;
+      live.textContent = `Live: ${[...new Set(person.live)].join(' and ')}`;
       item.append(' ', live);
     }
     return item;
@@ -1128,6 +1159,7 @@ function bindClassroomControls() {
   });
   window.addEventListener('online', () => {
     app.socket?.nudge();
+    for (const link of app.links.values()) link.retryNow();
     render();
   });
   window.addEventListener('offline', render);

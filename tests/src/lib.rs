@@ -1,1 +1,8 @@
-//! placeholder
+//! Shared pieces of multistream's system tests and load generator: a str0m-based WebRTC client,
+//! a virtual-time world around the SFU core, a minimal HTTP client, and a handle on a real node
+//! process.
+
+pub mod client;
+pub mod http;
+pub mod node_process;
+pub mod world;

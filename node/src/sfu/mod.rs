@@ -515,8 +515,26 @@ impl Sfu {
                 doomed: None,
             },
         );
-        // Learn the media lines (MediaAdded) before anything else can happen.
-        self.drive(now, id);
+        // Learn the media lines now: str0m only announces them (MediaAdded) once SRTP is up,
+        // and a subscriber must be bound before that.
+        for mid_text in offer_sdp
+            .lines()
+            .filter_map(|l| l.trim_end().strip_prefix("a=mid:"))
+        {
+            let mid = Mid::from(mid_text);
+            let Some(peer) = self.peers.get(&id) else {
+                break;
+            };
+            let Some(media) = peer.rtc.media(mid) else {
+                continue;
+            };
+            let kind = media.kind();
+            let rids = match media.rids_rx() {
+                str0m::media::Rids::Specific(rids) => rids.clone(),
+                _ => Vec::new(),
+            };
+            self.media_added(id, mid, kind, &rids);
+        }
         let has_media = match self.peers.get(&id).map(|p| &p.role) {
             Some(Role::Publisher(publisher)) => !publisher.tracks.is_empty(),
             Some(Role::Subscriber(subscriber)) => !subscriber.tracks.is_empty(),
@@ -768,13 +786,14 @@ impl Sfu {
     fn handle_rtc_event(&mut self, now: Instant, id: PeerId, event: Event) {
         match event {
             Event::RtpPacket(packet) => self.forward(now, id, packet),
-            Event::MediaAdded(added) => {
-                self.media_added(id, added.mid, added.kind, added.simulcast)
-            }
             Event::Connected => self.connected(now, id),
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 if let Some(peer) = self.peers.get_mut(&id) {
-                    peer.doomed = Some(RemoveReason::IceTimeout);
+                    peer.doomed = Some(if peer.connected {
+                        RemoveReason::IceTimeout
+                    } else {
+                        RemoveReason::NeverConnected
+                    });
                 }
             }
             Event::KeyframeRequest(request) => self.subscriber_wants_keyframe(now, id, request.mid),
@@ -800,29 +819,21 @@ impl Sfu {
         }
     }
 
-    fn media_added(
-        &mut self,
-        id: PeerId,
-        mid: Mid,
-        kind: MediaKind,
-        simulcast: Option<str0m::media::Simulcast>,
-    ) {
+    /// Records a media line of a new peer. Lines that are not audio or video are ignored.
+    fn media_added(&mut self, id: PeerId, mid: Mid, kind: MediaKind, rids: &[Rid]) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
+        if !matches!(kind, MediaKind::Audio | MediaKind::Video) {
+            return;
+        }
         match &mut peer.role {
             Role::Publisher(publisher) => {
-                let mut layers: Vec<PubLayer> = simulcast
-                    .map(|s| {
-                        s.send
-                            .into_iter()
-                            .take(TRACK_LAYERS_MAX)
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|layer| PubLayer {
-                        rid: Some(layer.rid),
+                let mut layers: Vec<PubLayer> = rids
+                    .iter()
+                    .take(TRACK_LAYERS_MAX)
+                    .map(|rid| PubLayer {
+                        rid: Some(*rid),
                         meter: BitrateMeter::default(),
                         keyframe_requested_at: None,
                     })
@@ -1181,10 +1192,19 @@ impl Sfu {
                 let out_pt = match line.pt_map.iter().find(|(from, _)| *from == pt) {
                     Some((_, to)) => *to,
                     None => {
+                        // The subscriber's own payload type for the same codec and parameters,
+                        // if its browser accepted that codec on this line.
                         let to = sub_peer
                             .rtc
-                            .writer(line.mid)
-                            .and_then(|w| w.match_params(params));
+                            .codec_config()
+                            .match_params(params)
+                            .map(|p| p.pt())
+                            .filter(|pt| {
+                                sub_peer
+                                    .rtc
+                                    .media(line.mid)
+                                    .is_some_and(|m| m.remote_pts().contains(pt))
+                            });
                         if line.pt_map.len() < 16 {
                             line.pt_map.push((pt, to));
                         }

@@ -1,0 +1,174 @@
+//! A real `multistream-node` process on loopback, for system tests and the load generator.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a node may take to print its links.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Where the node binary is: `MULTISTREAM_NODE_BIN`, else beside the running test binary in the
+/// cargo target directory.
+pub fn node_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("MULTISTREAM_NODE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let mut dir = exe
+        .parent()
+        .expect("the test binary is in a directory")
+        .to_path_buf();
+    // Test binaries live in target/<profile>/deps; binaries in target/<profile>.
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("multistream-node")
+}
+
+/// A running node. Killed on drop if still running.
+pub struct NodeProcess {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub base_url: String,
+    pub teacher_link: String,
+    pub student_link: String,
+    pub data_dir: PathBuf,
+    /// stderr lines (logs), collected in the background.
+    pub logs: mpsc::Receiver<String>,
+}
+
+impl NodeProcess {
+    /// Starts a node on free loopback ports with a fresh data directory.
+    pub fn start(name: &str) -> Result<Self, String> {
+        let binary = node_binary();
+        if !binary.exists() {
+            return Err(format!(
+                "{} does not exist; build it first with `cargo build -p multistream-node`",
+                binary.display()
+            ));
+        }
+        let data_dir =
+            std::env::temp_dir().join(format!("multistream-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let mut child = Command::new(&binary)
+            .args([
+                "run",
+                "--http",
+                "127.0.0.1:0",
+                "--media",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(&data_dir)
+            .env(
+                "MULTISTREAM_LOG",
+                std::env::var("MULTISTREAM_LOG")
+                    .unwrap_or_else(|_| "info,str0m=warn,dimpl=warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (logs_tx, logs) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if logs_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut base_url, mut teacher_link, mut student_link) = (None, None, None);
+        let deadline = std::time::Instant::now() + START_DEADLINE;
+        while student_link.is_none() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = lines_rx.recv_timeout(left).map_err(|_| {
+                let _ = child.kill();
+                let logs: Vec<String> = logs.try_iter().collect();
+                format!(
+                    "the node did not print its links in time; its log:\n{}",
+                    logs.join("\n")
+                )
+            })?;
+            let line = line.trim();
+            if let Some(url) = line.strip_prefix("http ") {
+                base_url = Some(url.trim().to_owned());
+            } else if let Some(link) = line.strip_prefix("teacher ") {
+                teacher_link = Some(link.trim().to_owned());
+            } else if let Some(link) = line.strip_prefix("students ") {
+                student_link = Some(link.trim().to_owned());
+            }
+        }
+        let base_url = base_url.ok_or("the node printed no http address")?;
+        let http: SocketAddr = base_url
+            .trim_start_matches("http://")
+            .parse()
+            .map_err(|e| format!("bad address {base_url}: {e}"))?;
+        // Keep draining stdout so the node never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines_rx {});
+        Ok(Self {
+            child,
+            http,
+            base_url,
+            teacher_link: teacher_link.ok_or("no teacher link")?,
+            student_link: student_link.ok_or("no student link")?,
+            data_dir,
+            logs,
+        })
+    }
+
+    /// Mints a token with the node's own CLI (same identity as the running node).
+    pub fn token(&self, args: &[&str]) -> Result<String, String> {
+        let output = Command::new(node_binary())
+            .arg("token")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    pub fn metrics(&self) -> Result<String, String> {
+        let response = crate::http::request(self.http, "GET", "/metrics", &[], b"")
+            .map_err(|e| e.to_string())?;
+        Ok(response.body)
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns whether it exited successfully.
+    pub fn stop(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}

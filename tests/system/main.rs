@@ -1,0 +1,10 @@
+//! multistream's system tests, in one test binary (one link step, shared helpers):
+//! - `sfu_core`: the SFU core with str0m clients in virtual time;
+//! - `signaling`: WHIP, WHEP and the join endpoint against a real node process over UDP/TCP;
+//! - `browser`: the classroom in headless Chromium against a real node process;
+//! - `tidy`: the rules the codebase keeps (pure cores).
+
+mod browser;
+mod sfu_core;
+mod signaling;
+mod tidy;
