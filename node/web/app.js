@@ -435,9 +435,10 @@ class SessionSocket {
       if (ws !== this.#ws) return;
       clearTimeout(this.#welcomeTimer);
       if (event.code === WS_CLOSE_UNAUTHORIZED || event.code === WS_CLOSE_FORBIDDEN) {
-        this.refusal = event.reason || (event.code === WS_CLOSE_UNAUTHORIZED
-          ? 'The class did not accept your link. It may have expired.'
-          : 'You are not allowed in this class.');
+        const why = event.reason ? ` (the server says: ${event.reason})` : '';
+        this.refusal = event.code === WS_CLOSE_UNAUTHORIZED
+          ? `The class did not accept your link${why}. It may have expired.`
+          : `You are not allowed in this class${why}.`;
         this.#ws = null;
         this.#set('refused');
         return;
@@ -657,7 +658,11 @@ function enterClass(token, claims) {
     session: app.session,
     token,
     onMessage: onServerMessage,
-    onChange: render,
+    onChange: () => {
+      // The node sends an error message just before a refusal; the refusal says it already.
+      if (app.socket?.state === 'refused') app.alerts.delete('server');
+      render();
+    },
   });
   app.socket.open();
   if (!app.presenter) {

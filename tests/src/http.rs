@@ -1,12 +1,17 @@
-//! A minimal blocking HTTP/1.1 client for plain-HTTP loopback tests: one request per connection,
-//! `Content-Length` bodies only (which is what the node sends).
+//! A minimal HTTP/1.1 client for plain-HTTP loopback tests: one request per connection,
+//! `Content-Length` or chunked bodies.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
 /// Longest response read: a large SDP answer or a metrics page is well under this.
-const RESPONSE_BYTES_MAX: usize = 1 << 20;
+const RESPONSE_BYTES_MAX: u64 = 1 << 20;
+
+/// Time one request may take.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct Response {
@@ -25,15 +30,29 @@ impl Response {
 }
 
 /// Sends one request. `headers` are extra `(name, value)` pairs.
-pub fn request(
+pub async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    tokio::time::timeout(
+        REQUEST_DEADLINE,
+        request_inner(addr, method, path, headers, body),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("the request timed out"))?
+}
+
+async fn request_inner(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr).await?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -42,12 +61,14 @@ pub fn request(
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
+    stream.write_all(head.as_bytes()).await?;
+    // A server may refuse before reading a large body; the response is what matters.
+    let _ = stream.write_all(body).await;
     let mut raw = Vec::new();
     stream
-        .take(RESPONSE_BYTES_MAX as u64)
-        .read_to_end(&mut raw)?;
+        .take(RESPONSE_BYTES_MAX)
+        .read_to_end(&mut raw)
+        .await?;
     parse(&raw).ok_or_else(|| std::io::Error::other("malformed HTTP response"))
 }
 

@@ -5,4 +5,5 @@
 pub mod client;
 pub mod http;
 pub mod node_process;
+pub mod udp;
 pub mod world;

@@ -30,8 +30,10 @@ pub fn node_binary() -> PathBuf {
 
 /// A running node. Killed on drop if still running.
 pub struct NodeProcess {
-    pub child: Child,
+    child: Option<Child>,
     pub http: SocketAddr,
+    /// The node's UDP media socket.
+    pub media: SocketAddr,
     pub base_url: String,
     pub teacher_link: String,
     pub student_link: String,
@@ -90,7 +92,8 @@ impl NodeProcess {
                 }
             }
         });
-        let (mut base_url, mut teacher_link, mut student_link) = (None, None, None);
+        let (mut base_url, mut teacher_link, mut student_link, mut media) =
+            (None, None, None, None);
         let deadline = std::time::Instant::now() + START_DEADLINE;
         while student_link.is_none() {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -103,7 +106,9 @@ impl NodeProcess {
                 )
             })?;
             let line = line.trim();
-            if let Some(url) = line.strip_prefix("http ") {
+            if let Some(rest) = line.strip_prefix("media  udp ") {
+                media = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+            } else if let Some(url) = line.strip_prefix("http ") {
                 base_url = Some(url.trim().to_owned());
             } else if let Some(link) = line.strip_prefix("teacher ") {
                 teacher_link = Some(link.trim().to_owned());
@@ -119,11 +124,12 @@ impl NodeProcess {
         // Keep draining stdout so the node never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines_rx {});
         Ok(Self {
-            child,
+            child: Some(child),
             http,
             base_url,
             teacher_link: teacher_link.ok_or("no teacher link")?,
             student_link: student_link.ok_or("no student link")?,
+            media: media.ok_or("the node printed no media address")?,
             data_dir,
             logs,
         })
@@ -144,31 +150,63 @@ impl NodeProcess {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
-    pub fn metrics(&self) -> Result<String, String> {
+    pub async fn metrics(&self) -> Result<String, String> {
         let response = crate::http::request(self.http, "GET", "/metrics", &[], b"")
+            .await
             .map_err(|e| e.to_string())?;
         Ok(response.body)
     }
 
-    /// Sends SIGTERM and waits for a clean exit; returns whether it exited successfully.
-    pub fn stop(mut self) -> bool {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
+    /// Polls `/metrics` until `series` satisfies `condition`, within `limit`.
+    pub async fn wait_for_metric(
+        &self,
+        series: &str,
+        limit: Duration,
+        condition: impl Fn(f64) -> bool,
+    ) -> Result<f64, String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut interval = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            interval.tick().await;
+            let page = self.metrics().await?;
+            let value = crate::http::metric(&page, series).unwrap_or(f64::NAN);
+            if condition(value) {
+                return Ok(value);
             }
-            std::thread::park_timeout(Duration::from_millis(20));
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("{series} is {value} after {limit:?}"));
+            }
         }
-        false
+    }
+
+    /// Sends SIGTERM (what Ctrl-C and service managers send) and waits up to ten seconds for
+    /// the process to exit; returns whether it exited successfully.
+    pub fn stop(mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let (done_tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(child.wait().map(|s| s.success()).unwrap_or(false));
+        });
+        done.recv_timeout(Duration::from_secs(10)).unwrap_or(false)
     }
 }
 
 impl Drop for NodeProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// The token in a link's fragment (`#token=` or `#invite=`).
+pub fn link_token(link: &str) -> &str {
+    link.rsplit_once('=').map_or("", |(_, token)| token)
 }
