@@ -14,12 +14,13 @@
  * Stable element ids (the e2e test in tests/e2e relies on them):
  *   index.html       #join-link-form, #join-link, #join-link-error, #join-link-submit
  *   classroom.html   #status (role=status), #alert (role=alert)
- *     views          #problem (#problem-title, #problem-text), #join, #classroom, #left
+ *     views          #problem (#problem-title, #problem-text), #join, #classroom, #left (#left-title)
  *     name form      #join-form, #name, #name-error, #join-submit
  *     student view   #stage, #screen-tile, #screen-video, #camera-tile, #teacher-video,
  *                    #camera-note, #enable-sound
- *     teacher view   #studio, #preview, #preview-note, #screen-preview, #start-camera, #mute-mic,
- *                    #camera-off, #share-screen, #stop-publishing, #share-note
+ *     teacher view   #studio, #preview, #preview-note, #screen-preview-tile, #screen-preview,
+ *                    #start-camera, #mute-mic, #camera-off, #share-screen, #stop-publishing,
+ *                    #share-note
  *     both           #class-title, #live-list, #roster-list, #leave, #rejoin
  *
  * Test hook, window.multistream (classroom page only):
@@ -435,7 +436,8 @@ class SessionSocket {
       if (ws !== this.#ws) return;
       clearTimeout(this.#welcomeTimer);
       if (event.code === WS_CLOSE_UNAUTHORIZED || event.code === WS_CLOSE_FORBIDDEN) {
-        const why = event.reason ? ` (the server says: ${event.reason})` : '';
+        const reason = event.reason.replace(/[.\s]+$/, '');
+        const why = reason ? ` (the server says: ${reason})` : '';
         this.refusal = event.code === WS_CLOSE_UNAUTHORIZED
           ? `The class did not accept your link${why}. It may have expired.`
           : `You are not allowed in this class${why}.`;

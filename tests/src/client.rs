@@ -88,6 +88,9 @@ pub struct Client {
     /// Forwarding delays in microseconds (send stamp to receipt), when the caller's clock base
     /// is shared with the sender's (same process).
     pub delays_us: Vec<u32>,
+    /// Delays are recorded only for packets sent at or after this many microseconds past the
+    /// clock base, so a measurement can leave out the warm-up.
+    pub delay_window_start_us: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub transmits: Vec<Transmit>,
     /// Whether the next video frame must be a keyframe (start, or someone asked).
     keyframe_due: bool,
@@ -160,6 +163,7 @@ impl Client {
             lines,
             own_mids,
             delays_us: Vec::new(),
+            delay_window_start_us: Default::default(),
             transmits: Vec::new(),
             keyframe_due: true,
             paused_layers: [false; 3],
@@ -287,7 +291,8 @@ impl Client {
                 let layer = stamp[0];
                 let sent_us = u64::from_be_bytes(stamp[1..9].try_into().expect("8 bytes"));
                 let now_us = now.duration_since(self.clock_base).as_micros() as u64;
-                if let Some(delay) = now_us.checked_sub(sent_us) {
+                let window_start = self.delay_window_start_us.load(std::sync::atomic::Ordering::Relaxed);
+                if let Some(delay) = now_us.checked_sub(sent_us).filter(|_| sent_us >= window_start) {
                     self.delays_us.push(delay.min(u64::from(u32::MAX)) as u32);
                 }
                 if *kind == MediaKind::Video && packet.payload[0] & 0x10 != 0 {

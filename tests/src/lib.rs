@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod http;
+pub mod load;
 pub mod node_process;
 pub mod udp;
 pub mod world;

@@ -135,6 +135,11 @@ impl NodeProcess {
         })
     }
 
+    /// The node's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Mints a token with the node's own CLI (same identity as the running node).
     pub fn token(&self, args: &[&str]) -> Result<String, String> {
         let output = Command::new(node_binary())

@@ -1,1 +1,51 @@
-fn main() {}
+//! `loadgen`: measures a node's forwarding. One simulcast publisher (about 2.15 Mbps in three
+//! layers plus Opus) and N subscribers, all in this process, against a real node process.
+//!
+//! Usage: `loadgen [--subscribers 1,10,50,100,200] [--seconds 20]`. The node binary is found
+//! beside this one (build both with `cargo build --release --bins`) or at `MULTISTREAM_NODE_BIN`.
+//! Prints a Markdown table.
+
+use std::time::Duration;
+
+use multistream_tests::load::{Row, measure};
+
+fn main() -> std::process::ExitCode {
+    let mut subscribers = vec![1usize, 10, 50, 100, 200];
+    let mut seconds = 20u64;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next().unwrap_or_default();
+        match arg.as_str() {
+            "--subscribers" => match value.split(',').map(str::parse).collect::<Result<Vec<usize>, _>>() {
+                Ok(list) if !list.is_empty() => subscribers = list,
+                _ => return usage(&format!("--subscribers wants a list like 1,10,50, not {value:?}")),
+            },
+            "--seconds" => match value.parse() {
+                Ok(n) if n > 0 => seconds = n,
+                _ => return usage(&format!("--seconds wants a positive number, not {value:?}")),
+            },
+            other => return usage(&format!("unknown argument {other:?}")),
+        }
+    }
+    // One thread for all the clients: the other core is the node's.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return usage(&format!("cannot start a runtime: {error}")),
+    };
+    println!("{}", Row::header());
+    for n in subscribers {
+        match runtime.block_on(measure(n, Duration::from_secs(seconds))) {
+            Ok(row) => println!("{}", row.line()),
+            Err(error) => {
+                eprintln!("loadgen: N = {n}: {error}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+fn usage(problem: &str) -> std::process::ExitCode {
+    eprintln!("loadgen: {problem}\nusage: loadgen [--subscribers 1,10,50,100,200] [--seconds 20]");
+    std::process::ExitCode::from(2)
+}

@@ -1,0 +1,188 @@
+//! The load generator: one simulcast publisher and N subscribers, all str0m clients in this
+//! process, against a real node process over loopback UDP. It measures the node, not itself:
+//! CPU time and memory are read from the node's `/proc` entries and packet counts from its
+//! `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::client::{Client, Role, percentile};
+use crate::http::{metric, request};
+use crate::node_process::{NodeProcess, link_token};
+use crate::udp;
+
+/// Subscribers that may be setting up at once: below the node's own limit on connecting peers,
+/// so the ramp never hits a 503.
+const CONNECTING_AT_ONCE_MAX: usize = 48;
+
+/// How long a whole ramp may take before the run is declared failed.
+const RAMP_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Settle time after the last subscriber receives video, before measuring.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// One measured configuration.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub subscribers: usize,
+    pub seconds: f64,
+    pub forwarded_per_second: f64,
+    pub node_cpu_seconds: f64,
+    pub cpu_seconds_per_million: f64,
+    pub packets_per_cpu_second: f64,
+    pub node_rss_bytes: u64,
+    pub delay_p50_us: u32,
+    pub delay_p99_us: u32,
+    /// Packets the subscribers received over packets the node forwarded in the window.
+    pub delivered_ratio: f64,
+}
+
+impl Row {
+    pub fn header() -> &'static str {
+        "| subscribers | forwarded pkt/s | node CPU s / M pkt | pkt per CPU-s | node RSS MiB | delay p50 ms | delay p99 ms | delivered |\n|---:|---:|---:|---:|---:|---:|---:|---:|"
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "| {} | {:.0} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2} | {:.1}% |",
+            self.subscribers,
+            self.forwarded_per_second,
+            self.cpu_seconds_per_million,
+            self.packets_per_cpu_second,
+            self.node_rss_bytes as f64 / (1024.0 * 1024.0),
+            f64::from(self.delay_p50_us) / 1000.0,
+            f64::from(self.delay_p99_us) / 1000.0,
+            self.delivered_ratio * 100.0,
+        )
+    }
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')').ok_or("bad stat")?.1.split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<f64>().ok()).ok_or("bad stat field");
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let clock_ticks = 100.0;
+    Ok((ticks(11)? + ticks(12)?) / clock_ticks)
+}
+
+/// Resident memory of a process in bytes, from `/proc/<pid>/status`.
+fn rss_bytes(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| "no VmRSS".into())
+}
+
+async fn forwarded(node: &NodeProcess) -> Result<f64, String> {
+    let page = node.metrics().await?;
+    metric(&page, "multistream_rtp_packets_total{direction=\"forwarded\"}").ok_or_else(|| "no forwarded counter".into())
+}
+
+async fn start_client(
+    node: &NodeProcess,
+    endpoint: &str,
+    token: &str,
+    role: Role,
+    clock_base: Instant,
+    window: &Arc<AtomicU64>,
+) -> Result<udp::Running, String> {
+    let (socket, addr) = udp::bind().await.map_err(|e| e.to_string())?;
+    let (mut client, sdp) = Client::new(Instant::now(), clock_base, addr, role);
+    client.delay_window_start_us = window.clone();
+    let bearer = format!("Bearer {token}");
+    let response = request(
+        node.http,
+        "POST",
+        endpoint,
+        &[("Authorization", &bearer), ("Content-Type", "application/sdp")],
+        sdp.as_bytes(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if response.status != 201 {
+        return Err(format!("{endpoint} answered {}: {}", response.status, response.body));
+    }
+    client.accept_answer(&response.body)?;
+    Ok(udp::spawn(client, socket))
+}
+
+/// Runs one configuration against a fresh node and measures it over `window`.
+pub async fn measure(subscribers: usize, window: Duration) -> Result<Row, String> {
+    let node = NodeProcess::start(&format!("load-{subscribers}"))?;
+    let pid = node.pid().ok_or("the node is not running")?;
+    let teacher = link_token(&node.teacher_link).to_owned();
+    let viewer = node.token(&["--session", "demo", "--identity", "viewer", "--name", "Viewer", "--lifetime", "2h"])?;
+    let clock_base = Instant::now();
+    let delay_window = Arc::new(AtomicU64::new(u64::MAX));
+    let mut publisher =
+        start_client(&node, "/whip/demo", &teacher, Role::Publisher { simulcast: true }, clock_base, &delay_window).await?;
+    if !publisher.wait_for(Duration::from_secs(10), |s| s.connected).await {
+        return Err("the publisher did not connect".into());
+    }
+    let ramp_end = tokio::time::Instant::now() + RAMP_DEADLINE;
+    let mut watchers: Vec<udp::Running> = Vec::with_capacity(subscribers);
+    for _ in 0..subscribers {
+        // Keep the number of subscribers in setup bounded.
+        while watchers.iter().filter(|w| !w.now().connected).count() >= CONNECTING_AT_ONCE_MAX {
+            let pending = watchers.iter_mut().find(|w| !w.now().connected).ok_or("no pending watcher")?;
+            if !pending.wait_for(ramp_end - tokio::time::Instant::now(), |s| s.connected).await {
+                return Err("subscribers did not connect in time".into());
+            }
+        }
+        watchers.push(start_client(&node, "/whep/demo", &viewer, Role::Subscriber, clock_base, &delay_window).await?);
+    }
+    for watcher in &mut watchers {
+        let left = ramp_end.saturating_duration_since(tokio::time::Instant::now());
+        if !watcher.wait_for(left, |s| s.video_frames > 0).await {
+            return Err(format!("a subscriber received no video: {:?}", watcher.now()));
+        }
+    }
+    // Let rates, estimates and layers settle so the window measures the steady state.
+    tokio::time::sleep(SETTLE).await;
+
+    let received = |watchers: &[udp::Running]| -> u64 {
+        watchers.iter().map(|w| { let s = w.now(); s.video_packets + s.audio_packets }).sum()
+    };
+    let started = Instant::now();
+    delay_window.store(started.duration_since(clock_base).as_micros() as u64, Ordering::Relaxed);
+    let (cpu_before, forwarded_before, received_before) = (cpu_seconds(pid)?, forwarded(&node).await?, received(&watchers));
+    // The measurement window itself: a fixed span of steady forwarding.
+    tokio::time::sleep(window).await;
+    let (cpu_after, forwarded_after, received_after) = (cpu_seconds(pid)?, forwarded(&node).await?, received(&watchers));
+    let elapsed = started.elapsed().as_secs_f64();
+    let rss = rss_bytes(pid)?;
+    delay_window.store(u64::MAX, Ordering::Relaxed);
+
+    let mut delays: Vec<u32> = Vec::new();
+    for watcher in watchers {
+        delays.extend(watcher.stop().await.delays_us);
+    }
+    publisher.stop().await;
+    node.stop();
+
+    let forwarded_count = forwarded_after - forwarded_before;
+    let cpu = cpu_after - cpu_before;
+    Ok(Row {
+        subscribers,
+        seconds: elapsed,
+        forwarded_per_second: forwarded_count / elapsed,
+        node_cpu_seconds: cpu,
+        cpu_seconds_per_million: if forwarded_count > 0.0 { cpu / forwarded_count * 1e6 } else { f64::NAN },
+        packets_per_cpu_second: if cpu > 0.0 { forwarded_count / cpu } else { f64::NAN },
+        node_rss_bytes: rss,
+        delay_p50_us: percentile(&mut delays, 50),
+        delay_p99_us: percentile(&mut delays, 99),
+        delivered_ratio: if forwarded_count > 0.0 {
+            (received_after - received_before) as f64 / forwarded_count
+        } else {
+            0.0
+        },
+    })
+}
