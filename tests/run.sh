@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole test suite of multistream, on a fresh machine or an old one.
+#
+# Installs what the tests need and is missing: Debian's Chromium (the browser test drives it) and
+# playwright-core from npm. The Rust toolchain and its wasm32-wasip2 target come from
+# rust-toolchain.toml through rustup, which cargo invokes by itself. Then it builds the node and
+# runs every test: unit tests, the SFU core in virtual time, WHIP/WHEP against a real node
+# process, and the classroom in headless Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing Chromium from Debian (the browser test needs it)"
+  apt_install chromium
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  say "installing Node.js and npm from Debian (they drive the browser)"
+  apt_install nodejs npm
+fi
+
+say "installing playwright-core (no browser download: it drives Debian's Chromium)"
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+
+say "building the node"
+cargo build --workspace --bins --locked
+
+say "running the tests"
+cargo test --workspace --locked
