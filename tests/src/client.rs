@@ -291,8 +291,13 @@ impl Client {
                 let layer = stamp[0];
                 let sent_us = u64::from_be_bytes(stamp[1..9].try_into().expect("8 bytes"));
                 let now_us = now.duration_since(self.clock_base).as_micros() as u64;
-                let window_start = self.delay_window_start_us.load(std::sync::atomic::Ordering::Relaxed);
-                if let Some(delay) = now_us.checked_sub(sent_us).filter(|_| sent_us >= window_start) {
+                let window_start = self
+                    .delay_window_start_us
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                if let Some(delay) = now_us
+                    .checked_sub(sent_us)
+                    .filter(|_| sent_us >= window_start)
+                {
                     self.delays_us.push(delay.min(u64::from(u32::MAX)) as u32);
                 }
                 if *kind == MediaKind::Video && packet.payload[0] & 0x10 != 0 {

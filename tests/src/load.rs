@@ -62,8 +62,18 @@ impl Row {
 fn cpu_seconds(pid: u32) -> Result<f64, String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
     // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')').ok_or("bad stat")?.1.split_whitespace().collect();
-    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<f64>().ok()).ok_or("bad stat field");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .ok_or("bad stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|f| f.parse::<f64>().ok())
+            .ok_or("bad stat field")
+    };
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
     let clock_ticks = 100.0;
     Ok((ticks(11)? + ticks(12)?) / clock_ticks)
@@ -71,7 +81,8 @@ fn cpu_seconds(pid: u32) -> Result<f64, String> {
 
 /// Resident memory of a process in bytes, from `/proc/<pid>/status`.
 fn rss_bytes(pid: u32) -> Result<u64, String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
@@ -82,7 +93,11 @@ fn rss_bytes(pid: u32) -> Result<u64, String> {
 
 async fn forwarded(node: &NodeProcess) -> Result<f64, String> {
     let page = node.metrics().await?;
-    metric(&page, "multistream_rtp_packets_total{direction=\"forwarded\"}").ok_or_else(|| "no forwarded counter".into())
+    metric(
+        &page,
+        "multistream_rtp_packets_total{direction=\"forwarded\"}",
+    )
+    .ok_or_else(|| "no forwarded counter".into())
 }
 
 async fn start_client(
@@ -101,13 +116,19 @@ async fn start_client(
         node.http,
         "POST",
         endpoint,
-        &[("Authorization", &bearer), ("Content-Type", "application/sdp")],
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/sdp"),
+        ],
         sdp.as_bytes(),
     )
     .await
     .map_err(|e| e.to_string())?;
     if response.status != 201 {
-        return Err(format!("{endpoint} answered {}: {}", response.status, response.body));
+        return Err(format!(
+            "{endpoint} answered {}: {}",
+            response.status, response.body
+        ));
     }
     client.accept_answer(&response.body)?;
     Ok(udp::spawn(client, socket))
@@ -118,12 +139,31 @@ pub async fn measure(subscribers: usize, window: Duration) -> Result<Row, String
     let node = NodeProcess::start(&format!("load-{subscribers}"))?;
     let pid = node.pid().ok_or("the node is not running")?;
     let teacher = link_token(&node.teacher_link).to_owned();
-    let viewer = node.token(&["--session", "demo", "--identity", "viewer", "--name", "Viewer", "--lifetime", "2h"])?;
+    let viewer = node.token(&[
+        "--session",
+        "demo",
+        "--identity",
+        "viewer",
+        "--name",
+        "Viewer",
+        "--lifetime",
+        "2h",
+    ])?;
     let clock_base = Instant::now();
     let delay_window = Arc::new(AtomicU64::new(u64::MAX));
-    let mut publisher =
-        start_client(&node, "/whip/demo", &teacher, Role::Publisher { simulcast: true }, clock_base, &delay_window).await?;
-    if !publisher.wait_for(Duration::from_secs(10), |s| s.connected).await {
+    let mut publisher = start_client(
+        &node,
+        "/whip/demo",
+        &teacher,
+        Role::Publisher { simulcast: true },
+        clock_base,
+        &delay_window,
+    )
+    .await?;
+    if !publisher
+        .wait_for(Duration::from_secs(10), |s| s.connected)
+        .await
+    {
         return Err("the publisher did not connect".into());
     }
     let ramp_end = tokio::time::Instant::now() + RAMP_DEADLINE;
@@ -131,31 +171,67 @@ pub async fn measure(subscribers: usize, window: Duration) -> Result<Row, String
     for _ in 0..subscribers {
         // Keep the number of subscribers in setup bounded.
         while watchers.iter().filter(|w| !w.now().connected).count() >= CONNECTING_AT_ONCE_MAX {
-            let pending = watchers.iter_mut().find(|w| !w.now().connected).ok_or("no pending watcher")?;
-            if !pending.wait_for(ramp_end - tokio::time::Instant::now(), |s| s.connected).await {
+            let pending = watchers
+                .iter_mut()
+                .find(|w| !w.now().connected)
+                .ok_or("no pending watcher")?;
+            if !pending
+                .wait_for(ramp_end - tokio::time::Instant::now(), |s| s.connected)
+                .await
+            {
                 return Err("subscribers did not connect in time".into());
             }
         }
-        watchers.push(start_client(&node, "/whep/demo", &viewer, Role::Subscriber, clock_base, &delay_window).await?);
+        watchers.push(
+            start_client(
+                &node,
+                "/whep/demo",
+                &viewer,
+                Role::Subscriber,
+                clock_base,
+                &delay_window,
+            )
+            .await?,
+        );
     }
     for watcher in &mut watchers {
         let left = ramp_end.saturating_duration_since(tokio::time::Instant::now());
         if !watcher.wait_for(left, |s| s.video_frames > 0).await {
-            return Err(format!("a subscriber received no video: {:?}", watcher.now()));
+            return Err(format!(
+                "a subscriber received no video: {:?}",
+                watcher.now()
+            ));
         }
     }
     // Let rates, estimates and layers settle so the window measures the steady state.
     tokio::time::sleep(SETTLE).await;
 
     let received = |watchers: &[udp::Running]| -> u64 {
-        watchers.iter().map(|w| { let s = w.now(); s.video_packets + s.audio_packets }).sum()
+        watchers
+            .iter()
+            .map(|w| {
+                let s = w.now();
+                s.video_packets + s.audio_packets
+            })
+            .sum()
     };
     let started = Instant::now();
-    delay_window.store(started.duration_since(clock_base).as_micros() as u64, Ordering::Relaxed);
-    let (cpu_before, forwarded_before, received_before) = (cpu_seconds(pid)?, forwarded(&node).await?, received(&watchers));
+    delay_window.store(
+        started.duration_since(clock_base).as_micros() as u64,
+        Ordering::Relaxed,
+    );
+    let (cpu_before, forwarded_before, received_before) = (
+        cpu_seconds(pid)?,
+        forwarded(&node).await?,
+        received(&watchers),
+    );
     // The measurement window itself: a fixed span of steady forwarding.
     tokio::time::sleep(window).await;
-    let (cpu_after, forwarded_after, received_after) = (cpu_seconds(pid)?, forwarded(&node).await?, received(&watchers));
+    let (cpu_after, forwarded_after, received_after) = (
+        cpu_seconds(pid)?,
+        forwarded(&node).await?,
+        received(&watchers),
+    );
     let elapsed = started.elapsed().as_secs_f64();
     let rss = rss_bytes(pid)?;
     delay_window.store(u64::MAX, Ordering::Relaxed);
@@ -174,8 +250,16 @@ pub async fn measure(subscribers: usize, window: Duration) -> Result<Row, String
         seconds: elapsed,
         forwarded_per_second: forwarded_count / elapsed,
         node_cpu_seconds: cpu,
-        cpu_seconds_per_million: if forwarded_count > 0.0 { cpu / forwarded_count * 1e6 } else { f64::NAN },
-        packets_per_cpu_second: if cpu > 0.0 { forwarded_count / cpu } else { f64::NAN },
+        cpu_seconds_per_million: if forwarded_count > 0.0 {
+            cpu / forwarded_count * 1e6
+        } else {
+            f64::NAN
+        },
+        packets_per_cpu_second: if cpu > 0.0 {
+            forwarded_count / cpu
+        } else {
+            f64::NAN
+        },
         node_rss_bytes: rss,
         delay_p50_us: percentile(&mut delays, 50),
         delay_p99_us: percentile(&mut delays, 99),

@@ -45,6 +45,11 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts a node on free loopback ports with a fresh data directory.
     pub fn start(name: &str) -> Result<Self, String> {
+        Self::start_with(name, &[])
+    }
+
+    /// Starts a node with extra `run` flags.
+    pub fn start_with(name: &str, extra: &[&str]) -> Result<Self, String> {
         let binary = node_binary();
         if !binary.exists() {
             return Err(format!(
@@ -65,6 +70,7 @@ impl NodeProcess {
                 "--data-dir",
             ])
             .arg(&data_dir)
+            .args(extra)
             .env(
                 "MULTISTREAM_LOG",
                 std::env::var("MULTISTREAM_LOG")
@@ -119,6 +125,7 @@ impl NodeProcess {
         let base_url = base_url.ok_or("the node printed no http address")?;
         let http: SocketAddr = base_url
             .trim_start_matches("http://")
+            .trim_start_matches("https://")
             .parse()
             .map_err(|e| format!("bad address {base_url}: {e}"))?;
         // Keep draining stdout so the node never blocks on a full pipe.

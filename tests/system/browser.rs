@@ -46,7 +46,10 @@ fn a_teacher_and_two_students_in_chromium() {
     };
     if !status.success() {
         let logs: Vec<String> = node.logs.try_iter().collect();
-        panic!("the browser scenario failed ({status}); node log:\n{}", logs.join("\n"));
+        panic!(
+            "the browser scenario failed ({status}); node log:\n{}",
+            logs.join("\n")
+        );
     }
     assert!(node.stop(), "the node exits cleanly after the class");
 }

@@ -516,3 +516,60 @@ fn the_cli_says_clearly_what_is_wrong() {
     assert!(stderr.contains("unknown unit"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_https_with_the_configured_certificate() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = std::env::temp_dir().join(format!("multistream-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let made = multistream_node::tls::self_signed(&dir, &["class.example".into()])
+        .expect("makes a certificate");
+    let again = multistream_node::tls::self_signed(&dir, &[]).expect("loads it again");
+    assert_eq!(
+        made.cert_pem, again.cert_pem,
+        "the certificate is kept, not remade"
+    );
+    let cert = dir.join("tls/self-signed.crt");
+    let key = dir.join("tls/self-signed.key");
+    let node = NodeProcess::start_with(
+        "https",
+        &[
+            "--tls-cert",
+            &cert.to_string_lossy(),
+            "--tls-key",
+            &key.to_string_lossy(),
+        ],
+    )
+    .expect("the node starts with TLS");
+    assert!(node.base_url.starts_with("https://"), "{}", node.base_url);
+    assert!(node.teacher_link.starts_with("https://"));
+
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(&made.cert_pem).expect("PEM"))
+        .expect("a root");
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(node.http)
+        .await
+        .expect("connects");
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").expect("a name"), tcp)
+        .await
+        .expect("the TLS handshake verifies against the node's certificate");
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("writes");
+    let mut response = String::new();
+    tls.read_to_string(&mut response).await.expect("reads");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"status\":\"ok\""), "{response}");
+    assert!(node.stop());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -16,9 +16,17 @@ fn main() -> std::process::ExitCode {
     while let Some(arg) = args.next() {
         let value = args.next().unwrap_or_default();
         match arg.as_str() {
-            "--subscribers" => match value.split(',').map(str::parse).collect::<Result<Vec<usize>, _>>() {
+            "--subscribers" => match value
+                .split(',')
+                .map(str::parse)
+                .collect::<Result<Vec<usize>, _>>()
+            {
                 Ok(list) if !list.is_empty() => subscribers = list,
-                _ => return usage(&format!("--subscribers wants a list like 1,10,50, not {value:?}")),
+                _ => {
+                    return usage(&format!(
+                        "--subscribers wants a list like 1,10,50, not {value:?}"
+                    ));
+                }
             },
             "--seconds" => match value.parse() {
                 Ok(n) if n > 0 => seconds = n,
@@ -28,7 +36,10 @@ fn main() -> std::process::ExitCode {
         }
     }
     // One thread for all the clients: the other core is the node's.
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => return usage(&format!("cannot start a runtime: {error}")),
     };
