@@ -59,6 +59,21 @@ pub struct LineStats {
     pub layer_changes_on_keyframe: Vec<bool>,
     /// Video only: frames seen since the last layer change.
     pub frames_since_change: u64,
+    /// Distinct sequence numbers received, and their lowest and highest: with loss repaired by
+    /// retransmission, `distinct` reaches `highest - lowest + 1`.
+    pub distinct: std::collections::HashSet<u64>,
+    pub lowest_seq: Option<u64>,
+    pub highest_seq: Option<u64>,
+}
+
+impl LineStats {
+    /// Share of the sequence number span that arrived (1.0 means nothing is missing).
+    pub fn completeness(&self) -> f64 {
+        match (self.lowest_seq, self.highest_seq) {
+            (Some(low), Some(high)) => self.distinct.len() as f64 / (high - low + 1) as f64,
+            _ => 0.0,
+        }
+    }
 }
 
 struct SendLine {
@@ -94,6 +109,8 @@ pub struct Client {
     pub transmits: Vec<Transmit>,
     /// Whether the next video frame must be a keyframe (start, or someone asked).
     keyframe_due: bool,
+    /// Whether to record every sequence number (tests of loss repair; off for load).
+    pub track_sequence: bool,
     /// Simulcast layers the publisher stopped sending (as a browser does under CPU pressure).
     pub paused_layers: [bool; 3],
     clock_base: Instant,
@@ -167,6 +184,7 @@ impl Client {
             transmits: Vec::new(),
             keyframe_due: true,
             paused_layers: [false; 3],
+            track_sequence: false,
             clock_base,
             timeout: now,
         };
@@ -284,6 +302,12 @@ impl Client {
                 };
                 stats.packets += 1;
                 stats.bytes += packet.payload.len() as u64;
+                if self.track_sequence {
+                    let seq = *packet.seq_no;
+                    stats.distinct.insert(seq);
+                    stats.lowest_seq = Some(stats.lowest_seq.map_or(seq, |l| l.min(seq)));
+                    stats.highest_seq = Some(stats.highest_seq.map_or(seq, |h| h.max(seq)));
+                }
                 let stamp_at = if *kind == MediaKind::Video { 2 } else { 0 };
                 let Some(stamp) = packet.payload.get(stamp_at..stamp_at + STAMP_BYTES) else {
                     return;

@@ -31,6 +31,9 @@ pub struct World {
     pub events: Vec<SfuEvent>,
     /// Datagrams to or from these addresses vanish (a dead or unplugged peer).
     pub blackholed: HashSet<SocketAddr>,
+    /// Every n-th datagram sent from this address is lost (deterministic loss).
+    pub lossy: Option<(SocketAddr, u64)>,
+    lossy_count: u64,
     /// Datagrams the SFU sent to each address, including ones that vanished.
     pub sent_to: std::collections::HashMap<SocketAddr, u64>,
     in_flight: VecDeque<InFlight>,
@@ -60,6 +63,8 @@ impl World {
             clients: Vec::new(),
             events: Vec::new(),
             blackholed: HashSet::new(),
+            lossy: None,
+            lossy_count: 0,
             sent_to: Default::default(),
             in_flight: VecDeque::new(),
             next_port: 6000,
@@ -144,6 +149,14 @@ impl World {
         for datagram in due {
             if self.blackholed.contains(&datagram.from) || self.blackholed.contains(&datagram.to) {
                 continue;
+            }
+            if let Some((from, every)) = self.lossy {
+                if datagram.from == from {
+                    self.lossy_count += 1;
+                    if self.lossy_count % every == 0 {
+                        continue;
+                    }
+                }
             }
             if datagram.to == self.sfu_addr {
                 self.sfu

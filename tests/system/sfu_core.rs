@@ -328,3 +328,29 @@ fn garbage_datagrams_are_counted_and_harm_no_one() {
     assert_eq!(world.sfu.gauges().publishers, 1);
     assert_eq!(world.sfu.gauges().subscribers, 1);
 }
+
+#[test]
+fn upstream_loss_is_repaired_by_nack_and_retransmission() {
+    let mut world = World::new(SESSION_PEERS_MAX);
+    let (teacher, _) = world
+        .join(Role::Publisher { simulcast: false }, Source::Camera)
+        .expect("publishes");
+    let (student, _) = world
+        .join(Role::Subscriber, Source::Camera)
+        .expect("subscribes");
+    world.clients[student].track_sequence = true;
+    assert!(world.run_until(Duration::from_secs(5), |w| video_frames(w, student) > 5));
+    // One datagram in twenty from the teacher to the node is lost from now on.
+    world.lossy = Some((world.clients[teacher].addr, 20));
+    world.run_for(Duration::from_secs(5));
+    world.lossy = None;
+    world.run_for(Duration::from_millis(500));
+    let video = world.clients[student].video().expect("video line");
+    let span = video.highest_seq.unwrap_or(0) - video.lowest_seq.unwrap_or(0) + 1;
+    assert!(span > 200, "enough video to judge: {span} packets");
+    assert!(
+        video.completeness() > 0.995,
+        "with 5 % loss upstream the student still gets {:.1} % of packets",
+        video.completeness() * 100.0
+    );
+}

@@ -1154,9 +1154,9 @@ impl Sfu {
                 Codec::H264 => keyframe::starts_keyframe(VideoCodec::H264, &packet.payload),
                 _ => false,
             };
-        let session = peer.spec.session.clone();
-
-        let Some(room) = self.rooms.get(&session) else {
+        // Borrow the room by the publisher's session id (no clone on the packet path); the
+        // borrow of `peer` ends here, so subscribers can be borrowed from `self.peers`.
+        let Some(room) = self.rooms.get(&peer.spec.session) else {
             return;
         };
         for subscriber_id in &room.subscribers {
