@@ -149,28 +149,47 @@ impl MediaHandle {
     }
 }
 
-/// Starts the media task on `socket`. It runs until `shutdown` turns true, then closes every
+/// Starts the media engine on its own thread, with a single-threaded runtime: the packet path
+/// never waits for a worker of the shared runtime, and timers and socket readiness are polled
+/// by the one thread that acts on them. It runs until `shutdown` turns true, then closes every
 /// peer (so browsers learn at once) and returns.
 pub fn spawn(
-    socket: UdpSocket,
+    socket: std::net::UdpSocket,
     sfu: Sfu,
     candidate_addr: SocketAddr,
     presence: PresenceHandle,
     shutdown: watch::Receiver<bool>,
-) -> (MediaHandle, tokio::task::JoinHandle<()>) {
+) -> std::io::Result<(MediaHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(MEDIA_COMMAND_QUEUE_MAX);
-    let task = MediaTask {
-        socket,
-        sfu,
-        candidate_addr,
-        presence,
-        resources: HashMap::new(),
-        by_peer: HashMap::new(),
-        datagrams_oversized: 0,
-        send_errors: 0,
-    };
-    let join = tokio::spawn(task.run(rx, shutdown));
-    (MediaHandle { tx }, join)
+    socket.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let join = std::thread::Builder::new()
+        .name("media".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let socket = match UdpSocket::from_std(socket) {
+                    Ok(socket) => socket,
+                    Err(error) => {
+                        tracing::error!(%error, "the media socket cannot be used");
+                        return;
+                    }
+                };
+                let task = MediaTask {
+                    socket,
+                    sfu,
+                    candidate_addr,
+                    presence,
+                    resources: HashMap::new(),
+                    by_peer: HashMap::new(),
+                    datagrams_oversized: 0,
+                    send_errors: 0,
+                };
+                task.run(rx, shutdown).await;
+            });
+        })?;
+    Ok((MediaHandle { tx }, join))
 }
 
 struct MediaTask {

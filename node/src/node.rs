@@ -99,9 +99,7 @@ pub async fn run(
 
     let udp = std::net::UdpSocket::bind(config.media_addr)
         .map_err(|e| bind_error("media", config.media_addr, "--media", e))?;
-    udp.set_nonblocking(true)?;
     let media_bound = udp.local_addr()?;
-    let udp = tokio::net::UdpSocket::from_std(udp)?;
     let mut candidate = config.media_public_addr;
     if candidate.port() == 0 {
         candidate.set_port(media_bound.port());
@@ -131,7 +129,8 @@ pub async fn run(
             session_peers_max: config.session_peers_max,
         },
     );
-    let (media, media_task) = crate::media::spawn(udp, sfu, candidate, presence.clone(), stop_rx);
+    let (media, media_thread) = crate::media::spawn(udp, sfu, candidate, presence.clone(), stop_rx)
+        .context("cannot start the media engine")?;
     let state = AppState {
         issuer: issuer.clone(),
         media,
@@ -239,7 +238,8 @@ pub async fn run(
     }
     handle.graceful_shutdown(Some(HTTP_SHUTDOWN_GRACE));
     let _ = stop_tx.send(true);
-    if media_task.await.is_err() {
+    let stopped = tokio::task::spawn_blocking(move || media_thread.join()).await;
+    if !matches!(stopped, Ok(Ok(()))) {
         bail!("the media engine failed while stopping");
     }
     println!("Stopped.");

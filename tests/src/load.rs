@@ -28,6 +28,9 @@ pub struct Row {
     pub subscribers: usize,
     pub seconds: f64,
     pub forwarded_per_second: f64,
+    /// Every datagram the node sent per second: forwarded media plus RTCP, retransmissions,
+    /// bandwidth probes and padding.
+    pub datagrams_out_per_second: f64,
     pub node_cpu_seconds: f64,
     pub cpu_seconds_per_million: f64,
     pub packets_per_cpu_second: f64,
@@ -40,14 +43,15 @@ pub struct Row {
 
 impl Row {
     pub fn header() -> &'static str {
-        "| subscribers | forwarded pkt/s | node CPU s / M pkt | pkt per CPU-s | node RSS MiB | delay p50 ms | delay p99 ms | delivered |\n|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| subscribers | forwarded pkt/s | all datagrams out/s | node CPU s / M pkt | pkt per CPU-s | node RSS MiB | delay p50 ms | delay p99 ms | delivered |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     }
 
     pub fn line(&self) -> String {
         format!(
-            "| {} | {:.0} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2} | {:.1}% |",
+            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2} | {:.1}% |",
             self.subscribers,
             self.forwarded_per_second,
+            self.datagrams_out_per_second,
             self.cpu_seconds_per_million,
             self.packets_per_cpu_second,
             self.node_rss_bytes as f64 / (1024.0 * 1024.0),
@@ -91,13 +95,15 @@ fn rss_bytes(pid: u32) -> Result<u64, String> {
         .ok_or_else(|| "no VmRSS".into())
 }
 
-async fn forwarded(node: &NodeProcess) -> Result<f64, String> {
+/// The node's count of forwarded RTP packets and of all datagrams it sent.
+async fn forwarded(node: &NodeProcess) -> Result<(f64, f64), String> {
     let page = node.metrics().await?;
-    metric(
-        &page,
-        "multistream_rtp_packets_total{direction=\"forwarded\"}",
-    )
-    .ok_or_else(|| "no forwarded counter".into())
+    let read =
+        |series: &str| metric(&page, series).ok_or_else(|| format!("no {series} in /metrics"));
+    Ok((
+        read("multistream_rtp_packets_total{direction=\"forwarded\"}")?,
+        read("multistream_datagrams_total{direction=\"out\"}")?,
+    ))
 }
 
 async fn start_client(
@@ -243,12 +249,14 @@ pub async fn measure(subscribers: usize, window: Duration) -> Result<Row, String
     publisher.stop().await;
     node.stop();
 
-    let forwarded_count = forwarded_after - forwarded_before;
+    let forwarded_count = forwarded_after.0 - forwarded_before.0;
+    let datagrams_out = forwarded_after.1 - forwarded_before.1;
     let cpu = cpu_after - cpu_before;
     Ok(Row {
         subscribers,
         seconds: elapsed,
         forwarded_per_second: forwarded_count / elapsed,
+        datagrams_out_per_second: datagrams_out / elapsed,
         node_cpu_seconds: cpu,
         cpu_seconds_per_million: if forwarded_count > 0.0 {
             cpu / forwarded_count * 1e6

@@ -573,3 +573,20 @@ async fn a_node_serves_https_with_the_configured_certificate() {
     assert!(node.stop());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The load generator itself works end to end (a tiny run; the real figures come from
+/// `loadgen` in release mode).
+#[tokio::test(flavor = "current_thread")]
+async fn the_load_generator_measures_a_small_class() {
+    let row = multistream_tests::load::measure(3, Duration::from_secs(2))
+        .await
+        .expect("a measured run");
+    assert_eq!(row.subscribers, 3);
+    assert!(row.forwarded_per_second > 100.0, "{row:?}");
+    assert!(row.delivered_ratio > 0.9, "{row:?}");
+    assert!(
+        row.delay_p99_us >= row.delay_p50_us && row.delay_p50_us > 0,
+        "{row:?}"
+    );
+    assert!(row.node_rss_bytes > 0);
+}

@@ -115,7 +115,7 @@ mod tests {
             &[0x80, 0x80, 0x81, 0x02, 0x10]
         ));
         // Minimal descriptor, key frame.
-        assert!(starts_keyframe(VideoCodec::Vp8, &[0x10, 0x9d]));
+        assert!(starts_keyframe(VideoCodec::Vp8, &[0x10, 0x50]));
         // Truncated input is never a keyframe and never panics.
         assert!(!starts_keyframe(VideoCodec::Vp8, &[0x90, 0x80]));
         assert!(!starts_keyframe(VideoCodec::Vp8, &[]));

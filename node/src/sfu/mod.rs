@@ -1220,7 +1220,13 @@ impl Sfu {
                         .rtc
                         .direct_api()
                         .stream_tx_by_mid(line.mid, None)
-                        .map(|s| s.ssrc());
+                        .map(|stream| {
+                            // Forwarded media leaves at once: the publisher already paced it,
+                            // and holding it for a pacer costs a timer wake-up per packet.
+                            // Bandwidth estimation still runs (TWCC feedback, probes).
+                            stream.set_unpaced(true);
+                            stream.ssrc()
+                        });
                 }
                 let Some(out_ssrc) = line.ssrc else { continue };
                 let (seq_out, time_out) =
