@@ -224,9 +224,12 @@ impl Client {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.rtc.handle_input(Input::Timeout(now)).is_ok() {
-            self.drain(now);
+        if self.rtc.handle_input(Input::Timeout(now)).is_err() {
+            // The connection failed for good (for example DTLS gave up): stop asking for time.
+            self.fail(now);
+            return;
         }
+        self.drain(now);
         if self.connected {
             self.send_due_media(now);
             self.drain(now);
@@ -258,6 +261,12 @@ impl Client {
         self.drain(now);
     }
 
+    fn fail(&mut self, now: Instant) {
+        self.disconnected = true;
+        self.connected = false;
+        self.timeout = now + Duration::from_secs(3600);
+    }
+
     fn drain(&mut self, now: Instant) {
         loop {
             match self.rtc.poll_output() {
@@ -268,7 +277,7 @@ impl Client {
                 Ok(Output::Transmit(transmit)) => self.transmits.push(transmit),
                 Ok(Output::Event(event)) => self.event(now, event),
                 Err(_) => {
-                    self.disconnected = true;
+                    self.fail(now);
                     return;
                 }
             }

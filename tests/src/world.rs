@@ -15,6 +15,10 @@ use crate::client::{Client, Role};
 /// One-way latency of the virtual network.
 pub const LATENCY: Duration = Duration::from_millis(5);
 
+/// Steps in a row without time moving after which the world declares a bug: a deadline that
+/// stays in the past would otherwise spin forever (as it would spin a real node's loop).
+const STALLED_STEPS_MAX: u32 = 100_000;
+
 struct InFlight {
     deliver_at: Instant,
     from: SocketAddr,
@@ -31,6 +35,9 @@ pub struct World {
     pub events: Vec<SfuEvent>,
     /// Datagrams to or from these addresses vanish (a dead or unplugged peer).
     pub blackholed: HashSet<SocketAddr>,
+    /// Datagrams for which this returns true are lost: `(from, to, bytes)`.
+    #[allow(clippy::type_complexity)]
+    pub drop_if: Option<Box<dyn Fn(SocketAddr, SocketAddr, &[u8]) -> bool>>,
     /// Every n-th datagram sent from this address is lost (deterministic loss).
     pub lossy: Option<(SocketAddr, u64)>,
     lossy_count: u64,
@@ -40,6 +47,8 @@ pub struct World {
     next_port: u16,
     /// The core's deadline as of the last [`World::pump`].
     sfu_next: Instant,
+    /// Consecutive steps in which time did not move.
+    stalled_steps: u32,
 }
 
 impl World {
@@ -63,12 +72,14 @@ impl World {
             clients: Vec::new(),
             events: Vec::new(),
             blackholed: HashSet::new(),
+            drop_if: None,
             lossy: None,
             lossy_count: 0,
             sent_to: Default::default(),
             in_flight: VecDeque::new(),
             next_port: 6000,
             sfu_next: now,
+            stalled_steps: 0,
         }
     }
 
@@ -141,6 +152,16 @@ impl World {
         if let Some(first) = self.in_flight.iter().map(|d| d.deliver_at).min() {
             next = next.min(first);
         }
+        if next <= self.now {
+            self.stalled_steps += 1;
+            assert!(
+                self.stalled_steps < STALLED_STEPS_MAX,
+                "virtual time is stuck at {:?}: something keeps asking to be woken in the past",
+                self.now - self.clock_base
+            );
+        } else {
+            self.stalled_steps = 0;
+        }
         self.now = self.now.max(next);
         let now = self.now;
         let (due, later): (Vec<InFlight>, Vec<InFlight>) =
@@ -148,6 +169,13 @@ impl World {
         self.in_flight = later.into();
         for datagram in due {
             if self.blackholed.contains(&datagram.from) || self.blackholed.contains(&datagram.to) {
+                continue;
+            }
+            if self
+                .drop_if
+                .as_ref()
+                .is_some_and(|drop| drop(datagram.from, datagram.to, &datagram.bytes))
+            {
                 continue;
             }
             if let Some((from, every)) = self.lossy {

@@ -354,3 +354,19 @@ fn upstream_loss_is_repaired_by_nack_and_retransmission() {
         video.completeness() * 100.0
     );
 }
+
+#[test]
+fn ice_without_dtls_is_reported_as_a_dtls_failure() {
+    let mut world = World::new(SESSION_PEERS_MAX);
+    let (client, peer) = world
+        .join(Role::Subscriber, Source::Camera)
+        .expect("offer accepted");
+    // The client's DTLS records (first byte 20–63, RFC 7983) never arrive, as when the node
+    // refuses a client's certificate type; its STUN checks do.
+    let addr = world.clients[client].addr;
+    world.drop_if = Some(Box::new(move |from, _, bytes| {
+        from == addr && bytes.first().is_some_and(|b| (20..=63).contains(b))
+    }));
+    assert!(world.run_until(Duration::from_secs(20), |w| removed(w, peer).is_some()));
+    assert_eq!(removed(&world, peer), Some(RemoveReason::DtlsIncomplete));
+}

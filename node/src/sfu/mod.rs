@@ -68,9 +68,9 @@ pub const PEER_CONNECT_DEADLINE: Duration = Duration::from_secs(15);
 /// joining subscriber costs the publisher a keyframe; with it a burst of joins shares one.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 
-/// Datagrams waiting for the shell to send. One forwarded packet fans out to at most
-/// [`SESSION_PEERS_MAX`] datagrams, and the shell drains the queue after every input; past the
-/// limit the newest datagram is dropped and counted.
+/// Datagrams waiting for the shell to send. The shell flushes after each batch of at most 32
+/// received datagrams, each fanned out to at most [`SESSION_PEERS_MAX`] subscribers (9,600);
+/// past the limit the newest datagram is dropped and counted.
 pub const TRANSMIT_QUEUE_MAX: usize = 16_384;
 
 /// Events waiting for the shell. They are rare (peer connected or removed); the shell drains them
@@ -157,8 +157,12 @@ pub enum RemoveReason {
     Closed,
     /// ICE stopped getting through.
     IceTimeout,
-    /// ICE and DTLS did not complete within [`PEER_CONNECT_DEADLINE`].
+    /// ICE did not complete within [`PEER_CONNECT_DEADLINE`].
     NeverConnected,
+    /// ICE completed but DTLS did not within [`PEER_CONNECT_DEADLINE`]: typically a client
+    /// whose DTLS certificate is RSA (GStreamer's webrtcbin by default), which str0m's DTLS
+    /// server does not accept.
+    DtlsIncomplete,
     /// str0m reported an error for this peer; it is dropped so the others carry on.
     Failed,
     /// The node is shutting down.
@@ -172,6 +176,7 @@ impl RemoveReason {
             RemoveReason::Closed => "closed",
             RemoveReason::IceTimeout => "ice_timeout",
             RemoveReason::NeverConnected => "never_connected",
+            RemoveReason::DtlsIncomplete => "dtls_incomplete",
             RemoveReason::Failed => "failed",
             RemoveReason::Shutdown => "shutdown",
         }
@@ -332,6 +337,8 @@ struct Peer {
     addrs: Vec<SocketAddr>,
     /// Set when a removal is decided during a poll; acted on right after.
     doomed: Option<RemoveReason>,
+    /// ICE got through at least once (tells a DTLS failure from a network one).
+    ice_connected: bool,
 }
 
 impl Peer {
@@ -513,6 +520,7 @@ impl Sfu {
                 timeout: now,
                 addrs: Vec::new(),
                 doomed: None,
+                ice_connected: false,
             },
         );
         // Learn the media lines now: str0m only announces them (MediaAdded) once SRTP is up,
@@ -628,8 +636,9 @@ impl Sfu {
             self.counters.peer_errors += 1;
             debug!(%id, %error, "peer rejected a datagram");
         }
+        // Subscribers written to are driven later, in `poll_output`: a batch of datagrams
+        // then costs each subscriber one poll instead of one per packet.
         self.drive(now, id);
-        self.drain_dirty(now);
     }
 
     /// Advances time: timers of every peer due at `now`, reaping, layer review.
@@ -655,12 +664,13 @@ impl Sfu {
             .peers
             .iter()
             .filter(|(_, p)| {
-                !p.connected && now.duration_since(p.created_at) > PEER_CONNECT_DEADLINE
+                !p.connected && now.duration_since(p.created_at) >= PEER_CONNECT_DEADLINE
             })
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
-            self.remove(now, id, RemoveReason::NeverConnected);
+            let reason = self.setup_failure(id);
+            self.remove(now, id, reason);
         }
         if self.next_layer_review.is_none_or(|at| at <= now) {
             self.next_layer_review = Some(now + LAYER_REVIEW_INTERVAL);
@@ -674,11 +684,13 @@ impl Sfu {
                 self.review_layers(now, id);
             }
         }
-        self.drain_dirty(now);
     }
 
     /// Next output: datagrams first, then events, then the deadline for [`Sfu::handle_timeout`].
     pub fn poll_output(&mut self) -> Output {
+        if !self.dirty.is_empty() {
+            self.drain_dirty(self.last_now);
+        }
         if let Some(transmit) = self.transmits.pop_front() {
             return Output::Transmit(transmit);
         }
@@ -789,11 +801,22 @@ impl Sfu {
             Event::Connected => self.connected(now, id),
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 if let Some(peer) = self.peers.get_mut(&id) {
-                    peer.doomed = Some(if peer.connected {
-                        RemoveReason::IceTimeout
-                    } else {
-                        RemoveReason::NeverConnected
-                    });
+                    if peer.connected {
+                        peer.doomed = Some(RemoveReason::IceTimeout);
+                    }
+                }
+                if self.peers.get(&id).is_some_and(|p| !p.connected) {
+                    let reason = self.setup_failure(id);
+                    if let Some(peer) = self.peers.get_mut(&id) {
+                        peer.doomed = Some(reason);
+                    }
+                }
+            }
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) => {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.ice_connected = true;
                 }
             }
             Event::KeyframeRequest(request) => self.subscriber_wants_keyframe(now, id, request.mid),
@@ -969,6 +992,26 @@ impl Sfu {
             .collect();
         for (track, layer) in wanted {
             self.request_keyframe(now, feed, track, layer);
+        }
+    }
+
+    /// Why a peer that never connected failed, said once in the log in words an operator can act
+    /// on.
+    fn setup_failure(&self, id: PeerId) -> RemoveReason {
+        let Some(peer) = self.peers.get(&id) else {
+            return RemoveReason::NeverConnected;
+        };
+        if peer.ice_connected {
+            warn!(
+                %id, session = %peer.spec.session, participant = %peer.spec.participant,
+                "ICE connected but the DTLS handshake never completed; the client probably uses \
+                 an RSA DTLS certificate (GStreamer webrtcbin does by default), and this node \
+                 accepts ECDSA only: configure the client with an ECDSA certificate"
+            );
+            RemoveReason::DtlsIncomplete
+        } else {
+            debug!(%id, "peer never completed ICE");
+            RemoveReason::NeverConnected
         }
     }
 
