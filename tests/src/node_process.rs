@@ -60,7 +60,17 @@ impl NodeProcess {
         let data_dir =
             std::env::temp_dir().join(format!("multistream-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
-        let mut child = Command::new(&binary)
+        // `MULTISTREAM_NODE_CPU=1` pins the node to that CPU (with `taskset`), so a benchmark can
+        // give the node and the load generator a core each.
+        let mut command = match std::env::var("MULTISTREAM_NODE_CPU") {
+            Ok(cpu) => {
+                let mut command = Command::new("taskset");
+                command.args(["-c", &cpu]).arg(&binary);
+                command
+            }
+            Err(_) => Command::new(&binary),
+        };
+        let mut child = command
             .args([
                 "run",
                 "--http",
