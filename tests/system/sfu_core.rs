@@ -370,3 +370,90 @@ fn ice_without_dtls_is_reported_as_a_dtls_failure() {
     assert!(world.run_until(Duration::from_secs(20), |w| removed(w, peer).is_some()));
     assert_eq!(removed(&world, peer), Some(RemoveReason::DtlsIncomplete));
 }
+
+/// Mutated offers (truncated, lines dropped, doubled or swapped, bytes flipped, long values)
+/// never panic the core: each is accepted or refused with a typed error.
+#[test]
+fn mutated_offers_never_panic_the_core() {
+    let mut world = World::new(SESSION_PEERS_MAX);
+    let now = world.now;
+    let (_, publish_offer) = multistream_tests::client::Client::new(
+        now,
+        now,
+        "127.0.0.1:7100".parse().expect("addr"),
+        Role::Publisher { simulcast: true },
+    );
+    let (_, watch_offer) = multistream_tests::client::Client::new(
+        now,
+        now,
+        "127.0.0.1:7101".parse().expect("addr"),
+        Role::Subscriber,
+    );
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |bound: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % bound.max(1) as u64) as usize
+    };
+    let mut refused = 0;
+    for round in 0..1_500 {
+        let (base, kind) = if round % 2 == 0 {
+            (&publish_offer, multistream_node::sfu::PeerKind::Publisher)
+        } else {
+            (&watch_offer, multistream_node::sfu::PeerKind::Subscriber)
+        };
+        let mut lines: Vec<String> = base.lines().map(str::to_owned).collect();
+        for _ in 0..1 + next(4) {
+            let at = next(lines.len());
+            match next(6) {
+                0 => {
+                    lines.remove(at);
+                }
+                1 => {
+                    let copy = lines[at].clone();
+                    lines.insert(at, copy);
+                }
+                2 => {
+                    let other = next(lines.len());
+                    lines.swap(at, other);
+                }
+                3 => {
+                    let cut = next(lines[at].len() + 1);
+                    lines[at].truncate(cut);
+                }
+                4 => lines[at].push_str(&"9".repeat(next(300))),
+                _ => {
+                    let mut bytes = lines[at].clone().into_bytes();
+                    if !bytes.is_empty() {
+                        let i = next(bytes.len());
+                        bytes[i] = b"=:; 0aZ\x00\xff"[next(9)];
+                    }
+                    lines[at] = String::from_utf8_lossy(&bytes).into_owned();
+                }
+            }
+            if lines.is_empty() {
+                break;
+            }
+        }
+        let offer = lines.join("\r\n") + "\r\n";
+        let spec = multistream_node::sfu::PeerSpec {
+            session: format!("fuzz{}", round % 7).parse().expect("valid"),
+            participant: "fuzzer".parse().expect("valid"),
+            kind,
+            source: Source::Camera,
+        };
+        match world.sfu.add_peer(now, spec, &offer) {
+            Ok((peer, _)) => {
+                world.sfu.remove_peer(now, peer);
+            }
+            Err(_) => refused += 1,
+        }
+        world.pump();
+    }
+    assert!(refused > 0, "some mutations must be refused");
+    assert_eq!(
+        world.sfu.gauges().publishers + world.sfu.gauges().subscribers,
+        0
+    );
+}

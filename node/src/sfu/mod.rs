@@ -452,8 +452,8 @@ impl Sfu {
                 found: media_sections,
             });
         }
-        let offer = SdpOffer::from_sdp_string(offer_sdp)
-            .map_err(|error| AddPeerError::SdpMalformed(error.to_string()))?;
+
+        let (rtc, answer) = self.negotiate(now, spec.kind, offer_sdp)?;
         let wants_send = offer_sdp
             .lines()
             .any(|l| l == "a=sendonly" || l == "a=sendrecv");
@@ -486,15 +486,6 @@ impl Sfu {
         {
             return Err(AddPeerError::SessionFull);
         }
-
-        let mut rtc = self.rtc_config(spec.kind).build(now);
-        let candidate = Candidate::host(self.config.candidate_addr, "udp")
-            .map_err(|error| AddPeerError::Negotiation(error.to_string()))?;
-        rtc.add_local_candidate(candidate);
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|error| AddPeerError::Negotiation(error.to_string()))?;
 
         let id = PeerId(self.next_peer);
         self.next_peer += 1;
@@ -556,6 +547,41 @@ impl Sfu {
             self.bind_subscriber(now, id);
         }
         Ok((id, answer.to_sdp_string()))
+    }
+
+    /// Parses an offer and makes the peer's `Rtc` and answer.
+    ///
+    /// The SDP parser and negotiation are str0m's; a panic in them on some hostile offer would be
+    /// a bug there, but it must not take down every class on the node. Nothing of `self` is
+    /// touched here, so unwinding out of this step leaves the core consistent, and the offer is
+    /// refused like any malformed one.
+    fn negotiate(
+        &self,
+        now: Instant,
+        kind: PeerKind,
+        offer_sdp: &str,
+    ) -> Result<(Rtc, str0m::change::SdpAnswer), AddPeerError> {
+        let config = self.rtc_config(kind);
+        let candidate_addr = self.config.candidate_addr;
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let offer = SdpOffer::from_sdp_string(offer_sdp)
+                .map_err(|error| AddPeerError::SdpMalformed(error.to_string()))?;
+            let mut rtc = config.build(now);
+            let candidate = Candidate::host(candidate_addr, "udp")
+                .map_err(|error| AddPeerError::Negotiation(error.to_string()))?;
+            rtc.add_local_candidate(candidate);
+            let answer = rtc
+                .sdp_api()
+                .accept_offer(offer)
+                .map_err(|error| AddPeerError::Negotiation(error.to_string()))?;
+            Ok((rtc, answer))
+        }));
+        attempt.unwrap_or_else(|_| {
+            warn!("an offer made the SDP parser panic; refused as malformed");
+            Err(AddPeerError::SdpMalformed(
+                "the offer could not be parsed".into(),
+            ))
+        })
     }
 
     /// Removes a peer at its owner's request. Returns false if it is not (or no longer) here.
