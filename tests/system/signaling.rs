@@ -75,6 +75,13 @@ async fn join_as_student(node: &NodeProcess, name: &str) -> String {
     json["token"].as_str().expect("a token").to_owned()
 }
 
+/// One request with a bearer header (`bearer` is the whole header value).
+async fn call(node: &NodeProcess, method: &str, path: &str, bearer: &str, body: &[u8]) -> Response {
+    request(node.http, method, path, &[("Authorization", bearer)], body)
+        .await
+        .expect("the node answers")
+}
+
 fn watching(summary: &udp::Summary) -> bool {
     summary.video_frames > 15 && summary.audio_packets > 15
 }
@@ -144,39 +151,15 @@ async fn whip_publish_reaches_whep_watchers_and_leaving_frees_the_peer() {
 
     // Someone else cannot end Ana's connection; Ana can.
     let bearer_guest = format!("Bearer {guest}");
-    let response = request(
-        node.http,
-        "DELETE",
-        &one_location,
-        &[("Authorization", &bearer_guest)],
-        b"",
-    )
-    .await
-    .expect("answers");
+    let response = call(&node, "DELETE", &one_location, &bearer_guest, b"").await;
     assert_eq!(response.status, 403);
     let bearer_student = format!("Bearer {student}");
-    let response = request(
-        node.http,
-        "DELETE",
-        &one_location,
-        &[("Authorization", &bearer_student)],
-        b"",
-    )
-    .await
-    .expect("answers");
+    let response = call(&node, "DELETE", &one_location, &bearer_student, b"").await;
     assert_eq!(response.status, 200);
     node.wait_for_metric(SUBSCRIBERS, Duration::from_secs(5), |n| n == 1.0)
         .await
         .expect("the peer is freed");
-    let response = request(
-        node.http,
-        "DELETE",
-        &one_location,
-        &[("Authorization", &bearer_student)],
-        b"",
-    )
-    .await
-    .expect("answers");
+    let response = call(&node, "DELETE", &one_location, &bearer_student, b"").await;
     assert_eq!(response.status, 404, "a second DELETE finds nothing");
     one.stop().await;
 
@@ -187,15 +170,7 @@ async fn whip_publish_reaches_whep_watchers_and_leaving_frees_the_peer() {
         .expect("closed peer is freed");
 
     let bearer_teacher = format!("Bearer {teacher}");
-    let response = request(
-        node.http,
-        "DELETE",
-        &publisher_location,
-        &[("Authorization", &bearer_teacher)],
-        b"",
-    )
-    .await
-    .expect("answers");
+    let response = call(&node, "DELETE", &publisher_location, &bearer_teacher, b"").await;
     assert_eq!(response.status, 200);
     publisher.stop().await;
     node.wait_for_metric(PUBLISHERS, Duration::from_secs(5), |n| n == 0.0)
@@ -319,25 +294,9 @@ async fn bad_requests_get_the_status_codes_the_standards_name() {
             .status,
         404
     );
-    let response = request(
-        node.http,
-        "PATCH",
-        "/whip/demo/abc",
-        &[("Authorization", &bearer)],
-        b"",
-    )
-    .await
-    .expect("answers");
+    let response = call(&node, "PATCH", "/whip/demo/abc", &bearer, b"").await;
     assert_eq!(response.status, 405);
-    let response = request(
-        node.http,
-        "DELETE",
-        "/whip/demo/does-not-exist",
-        &[("Authorization", &bearer)],
-        b"",
-    )
-    .await
-    .expect("answers");
+    let response = call(&node, "DELETE", "/whip/demo/does-not-exist", &bearer, b"").await;
     assert_eq!(response.status, 404);
     let response = request(node.http, "OPTIONS", "/whip/demo", &[], b"")
         .await
@@ -346,40 +305,30 @@ async fn bad_requests_get_the_status_codes_the_standards_name() {
 
     // Join: a bad name and a personal token in place of an invitation.
     let invite = format!("Bearer {}", link_token(&node.student_link));
-    let response = request(
-        node.http,
+    let response = call(
+        &node,
         "POST",
         "/api/sessions/demo/join",
-        &[("Authorization", &invite)],
+        &invite,
         b"{\"name\":\"   \"}",
     )
-    .await
-    .expect("answers");
+    .await;
     assert_eq!(response.status, 400);
     assert!(
         response.body.contains("\"error\":\"bad_name\""),
         "{}",
         response.body
     );
-    let response = request(
-        node.http,
-        "POST",
-        "/api/sessions/demo/join",
-        &[("Authorization", &invite)],
-        b"{nope",
-    )
-    .await
-    .expect("answers");
+    let response = call(&node, "POST", "/api/sessions/demo/join", &invite, b"{nope").await;
     assert_eq!(response.status, 400);
-    let response = request(
-        node.http,
+    let response = call(
+        &node,
         "POST",
         "/api/sessions/demo/join",
-        &[("Authorization", &bearer)],
+        &bearer,
         b"{\"name\":\"X\"}",
     )
-    .await
-    .expect("answers");
+    .await;
     assert_eq!(response.status, 401);
 
     // Garbage on the media port is dropped and counted; the node keeps serving media.
