@@ -122,6 +122,12 @@ pub fn render(
         &[("", c.layer_switches)],
     );
     family(
+        "multistream_peer_wakeups_total",
+        "counter",
+        "Timer wake-ups of single peers (RTCP, bandwidth estimation, retransmission).",
+        &[("", c.peer_wakeups)],
+    );
+    family(
         "multistream_peer_errors_total",
         "counter",
         "Errors str0m reported for single peers.",

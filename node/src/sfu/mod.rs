@@ -84,6 +84,16 @@ pub const LAYER_REVIEW_INTERVAL: Duration = Duration::from_millis(500);
 /// layer of a typical camera simulcast, so the first picture comes quickly.
 pub const SUBSCRIBER_INITIAL_BITRATE_BPS: u64 = 800_000;
 
+/// Wake-ups at the current instant handled inside one poll of a peer. str0m needs one or two
+/// after a write; the bound stops a peer that keeps asking from starving the others (its next
+/// wake-up then goes through the shell's timer).
+const IMMEDIATE_WAKEUPS_MAX: u32 = 4;
+
+/// A wake-up this close to now counts as immediate. str0m's pacer asks for "now plus one
+/// microsecond" after a write; the shell's timer cannot wake sooner than a millisecond anyway, so
+/// serving such requests at once only removes a timer round trip.
+const IMMEDIATE_WAKEUP_SLACK: Duration = Duration::from_micros(500);
+
 /// With no peers there is nothing to wake for; the shell still wakes this often.
 const IDLE_WAKE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -238,6 +248,8 @@ pub struct SfuCounters {
     pub keyframe_requests_sent: u64,
     pub keyframe_requests_coalesced: u64,
     pub layer_switches: u64,
+    /// Times a peer's `Rtc` was woken by its own timer (RTCP, estimation, retransmission).
+    pub peer_wakeups: u64,
     pub peer_errors: u64,
     pub peers_removed: HashMap<&'static str, u64>,
 }
@@ -677,6 +689,7 @@ impl Sfu {
             .map(|(id, _)| *id)
             .collect();
         for id in due {
+            self.counters.peer_wakeups += 1;
             if let Some(peer) = self.peers.get_mut(&id) {
                 if let Err(error) = peer.rtc.handle_input(Input::Timeout(now)) {
                     self.counters.peer_errors += 1;
@@ -765,8 +778,24 @@ impl Sfu {
     fn drive(&mut self, now: Instant, id: PeerId) {
         let mut events = std::mem::take(&mut self.scratch_events);
         if let Some(peer) = self.peers.get_mut(&id) {
+            let mut immediate_wakeups = 0;
             loop {
                 match peer.rtc.poll_output() {
+                    // str0m asks to be woken at once after media was written (its pacer and send
+                    // streams stamp and release packets on time input). Doing it here, rather than
+                    // through the shell's timer, sends forwarded media without a timer round trip.
+                    Ok(RtcOutput::Timeout(at))
+                        if at <= now + IMMEDIATE_WAKEUP_SLACK
+                            && immediate_wakeups < IMMEDIATE_WAKEUPS_MAX =>
+                    {
+                        immediate_wakeups += 1;
+                        if let Err(error) = peer.rtc.handle_input(Input::Timeout(at.max(now))) {
+                            self.counters.peer_errors += 1;
+                            warn!(%id, %error, "peer failed on an immediate wake-up; dropping it");
+                            peer.doomed = Some(RemoveReason::Failed);
+                            break;
+                        }
+                    }
                     Ok(RtcOutput::Timeout(at)) => {
                         peer.timeout = at;
                         break;
