@@ -1,11 +1,24 @@
 //! A real `multistream-node` process on loopback, for system tests and the load generator.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
+
+/// Log lines kept per node: enough to explain a failure, bounded for long benchmark runs.
+const LOG_LINES_KEPT: usize = 2_000;
+
+/// Start-up lines queued for the parser.
+const STARTUP_LINES_MAX: usize = 64;
+
+fn recent(logs: &Mutex<VecDeque<String>>) -> Vec<String> {
+    logs.lock()
+        .map(|kept| kept.iter().cloned().collect())
+        .unwrap_or_default()
+}
 
 /// How long a node may take to print its links.
 const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -38,8 +51,9 @@ pub struct NodeProcess {
     pub teacher_link: String,
     pub student_link: String,
     pub data_dir: PathBuf,
-    /// stderr lines (logs), collected in the background.
-    pub logs: mpsc::Receiver<String>,
+    /// The latest stderr lines (logs), kept in the background so the node never blocks on a
+    /// full pipe.
+    logs: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl NodeProcess {
@@ -92,7 +106,8 @@ impl NodeProcess {
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
-        let (lines_tx, lines_rx) = mpsc::channel();
+        // Start-up output is a dozen lines; the reader waits when the queue is full.
+        let (lines_tx, lines_rx) = mpsc::sync_channel(STARTUP_LINES_MAX);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if lines_tx.send(line).is_err() {
@@ -100,12 +115,15 @@ impl NodeProcess {
                 }
             }
         });
-        let (logs_tx, logs) = mpsc::channel();
+        let logs = Arc::new(Mutex::new(VecDeque::new()));
+        let kept = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if logs_tx.send(line).is_err() {
-                    break;
+                let Ok(mut kept) = kept.lock() else { break };
+                if kept.len() == LOG_LINES_KEPT {
+                    kept.pop_front();
                 }
+                kept.push_back(line);
             }
         });
         let (mut base_url, mut teacher_link, mut student_link, mut media) =
@@ -115,7 +133,7 @@ impl NodeProcess {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let line = lines_rx.recv_timeout(left).map_err(|_| {
                 let _ = child.kill();
-                let logs: Vec<String> = logs.try_iter().collect();
+                let logs = recent(&logs);
                 format!(
                     "the node did not print its links in time; its log:\n{}",
                     logs.join("\n")
@@ -150,6 +168,11 @@ impl NodeProcess {
             data_dir,
             logs,
         })
+    }
+
+    /// The latest lines the node logged.
+    pub fn recent_logs(&self) -> Vec<String> {
+        recent(&self.logs)
     }
 
     /// The node's process id, while it runs.
@@ -210,7 +233,7 @@ impl NodeProcess {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        let (done_tx, done) = mpsc::channel();
+        let (done_tx, done) = mpsc::sync_channel(1);
         std::thread::spawn(move || {
             let _ = done_tx.send(child.wait().map(|s| s.success()).unwrap_or(false));
         });

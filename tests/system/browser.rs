@@ -32,7 +32,7 @@ fn a_teacher_and_two_students_in_chromium() {
         .env("STUDENT_LINK", &node.student_link)
         .spawn()
         .expect("`node` (Node.js) runs; install it to run the browser test");
-    let (done_tx, done) = std::sync::mpsc::channel();
+    let (done_tx, done) = std::sync::mpsc::sync_channel(1);
     let pid = script.id();
     std::thread::spawn(move || {
         let _ = done_tx.send(script.wait());
@@ -45,7 +45,7 @@ fn a_teacher_and_two_students_in_chromium() {
         }
     };
     if !status.success() {
-        let logs: Vec<String> = node.logs.try_iter().collect();
+        let logs = node.recent_logs();
         panic!(
             "the browser scenario failed ({status}); node log:\n{}",
             logs.join("\n")
