@@ -137,12 +137,16 @@ function decodesCamera(state) {
   if (!link || link.connectionState !== 'connected') return false;
   const video = link.inbound.find((stat) => stat.kind === 'video');
   const audio = link.inbound.find((stat) => stat.kind === 'audio');
-  return Boolean(video && video.bytesReceived > 0 && video.framesDecoded > 0 && audio && audio.bytesReceived > 0);
+  return Boolean(video && video.bytesReceived > 0 && video.framesDecoded > 0 && audio && audio.bytesReceived > 0
+    && usesGcm(link));
 }
+
+/** The node prefers AEAD-GCM SRTP; Chromium offers it, so it must be what was negotiated. */
+const usesGcm = (link) => /GCM/.test(link.transport?.srtpCipher ?? '');
 
 function publishesCamera(state) {
   const link = findLink(state, 'publish-camera');
-  return Boolean(link && link.connectionState === 'connected'
+  return Boolean(link && link.connectionState === 'connected' && usesGcm(link)
     && link.outbound.some((stat) => stat.kind === 'video' && stat.bytesSent > 0));
 }
 
