@@ -1,7 +1,8 @@
 //! The classroom in a real browser: Debian's Chromium driven by playwright-core
 //! (`tests/e2e/classroom.mjs`) against a real node process. One teacher publishes camera and
 //! microphone; two students join through the invitation link and must decode video and receive
-//! audio; one leaves (its peer is freed on the node) and rejoins.
+//! audio; one leaves (its peer is freed on the node) and rejoins. The scenario runs over plain
+//! HTTP on loopback and over HTTPS with the node's self-signed certificate.
 //!
 //! Needs `node`, Chromium and `tests/e2e/node_modules` (the README's test command installs them).
 //! A missing browser fails the test: it is never skipped.
@@ -15,21 +16,25 @@ use multistream_tests::node_process::NodeProcess;
 /// The whole browser scenario's limit; the script has its own 90-second bound inside.
 const SCENARIO_DEADLINE: Duration = Duration::from_secs(150);
 
-#[test]
-fn a_teacher_and_two_students_in_chromium() {
+/// Runs `classroom.mjs` against a node; `ca` is the certificate to trust when it serves HTTPS.
+fn run_scenario(node: &NodeProcess, ca: Option<&Path>) {
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e");
     assert!(
         e2e.join("node_modules/playwright-core").exists(),
         "playwright-core is not installed: run `npm ci` in {} (the README's test command does)",
         e2e.display()
     );
-    let node = NodeProcess::start("browser").expect("the node starts");
-    let mut script = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg("classroom.mjs")
         .current_dir(&e2e)
         .env("MULTISTREAM_URL", &node.base_url)
         .env("TEACHER_LINK", &node.teacher_link)
-        .env("STUDENT_LINK", &node.student_link)
+        .env("STUDENT_LINK", &node.student_link);
+    if let Some(ca) = ca {
+        command.env("NODE_EXTRA_CA_CERTS", ca);
+    }
+    let mut script = command
         .spawn()
         .expect("`node` (Node.js) runs; install it to run the browser test");
     let (done_tx, done) = std::sync::mpsc::sync_channel(1);
@@ -51,5 +56,36 @@ fn a_teacher_and_two_students_in_chromium() {
             logs.join("\n")
         );
     }
+}
+
+#[test]
+fn a_teacher_and_two_students_in_chromium() {
+    let node = NodeProcess::start("browser").expect("the node starts");
+    run_scenario(&node, None);
     assert!(node.stop(), "the node exits cleanly after the class");
+}
+
+/// The same class over HTTPS and secure WebSockets, as students on other machines use it, with
+/// the node's own self-signed certificate.
+#[test]
+fn the_class_works_over_https() {
+    let dir = std::env::temp_dir().join(format!("multistream-browser-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    multistream_node::tls::self_signed(&dir, &[]).expect("makes a certificate");
+    let cert = dir.join("tls/self-signed.crt");
+    let key = dir.join("tls/self-signed.key");
+    let node = NodeProcess::start_with(
+        "browser-https",
+        &[
+            "--tls-cert",
+            &cert.to_string_lossy(),
+            "--tls-key",
+            &key.to_string_lossy(),
+        ],
+    )
+    .expect("the node starts with TLS");
+    assert!(node.base_url.starts_with("https://"), "{}", node.base_url);
+    run_scenario(&node, Some(&cert));
+    assert!(node.stop(), "the node exits cleanly after the class");
+    let _ = std::fs::remove_dir_all(&dir);
 }
