@@ -24,7 +24,7 @@ pub mod keyframe;
 pub mod layer;
 pub mod rewrite;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -380,6 +380,11 @@ impl Room {
 pub struct Sfu {
     config: SfuConfig,
     peers: HashMap<PeerId, Peer>,
+    /// Every peer's next timer, ordered: one entry per peer, kept in step with `Peer::timeout`,
+    /// so finding what is due costs a range query instead of a scan of all peers.
+    timers: BTreeSet<(Instant, PeerId)>,
+    /// Connection deadlines of peers still setting up (at most [`PEERS_CONNECTING_MAX`]).
+    setup_deadlines: BTreeSet<(Instant, PeerId)>,
     rooms: HashMap<SessionId, Room>,
     address_routes: HashMap<SocketAddr, PeerId>,
     next_peer: u64,
@@ -402,6 +407,8 @@ impl Sfu {
         Self {
             config,
             peers: HashMap::new(),
+            timers: BTreeSet::new(),
+            setup_deadlines: BTreeSet::new(),
             rooms: HashMap::new(),
             address_routes: HashMap::new(),
             next_peer: 1,
@@ -512,6 +519,9 @@ impl Sfu {
             PeerKind::Publisher => room.publishers.push(id),
             PeerKind::Subscriber => room.subscribers.push(id),
         }
+        self.timers.insert((now, id));
+        self.setup_deadlines
+            .insert((now + PEER_CONNECT_DEADLINE, id));
         self.peers.insert(
             id,
             Peer {
@@ -683,10 +693,9 @@ impl Sfu {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
         let due: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.timeout <= now)
-            .map(|(id, _)| *id)
+            .timers
+            .range(..=(now, PeerId(u64::MAX)))
+            .map(|(_, id)| *id)
             .collect();
         for id in due {
             self.counters.peer_wakeups += 1;
@@ -700,12 +709,9 @@ impl Sfu {
             self.drive(now, id);
         }
         let stale: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| {
-                !p.connected && now.duration_since(p.created_at) >= PEER_CONNECT_DEADLINE
-            })
-            .map(|(id, _)| *id)
+            .setup_deadlines
+            .range(..=(now, PeerId(u64::MAX)))
+            .map(|(_, id)| *id)
             .collect();
         for id in stale {
             let reason = self.setup_failure(id);
@@ -736,21 +742,20 @@ impl Sfu {
         if let Some(event) = self.events.pop_front() {
             return Output::Event(event);
         }
-        let peers_next = self.peers.values().map(|p| p.timeout).min();
-        let mut next = match (peers_next, self.next_layer_review) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(self.last_now + IDLE_WAKE_INTERVAL),
-        };
-        // Connection deadlines are checked on timeouts too.
-        if let Some(deadline) = self
-            .peers
-            .values()
-            .filter(|p| !p.connected)
-            .map(|p| p.created_at + PEER_CONNECT_DEADLINE)
-            .min()
-        {
-            next = next.min(deadline);
-        }
+        debug_assert_eq!(
+            self.timers.len(),
+            self.peers.len(),
+            "one timer entry per peer"
+        );
+        let next = [
+            self.timers.first().map(|(at, _)| *at),
+            self.setup_deadlines.first().map(|(at, _)| *at),
+            self.next_layer_review,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.last_now + IDLE_WAKE_INTERVAL);
         Output::Timeout(next)
     }
 
@@ -797,7 +802,11 @@ impl Sfu {
                         }
                     }
                     Ok(RtcOutput::Timeout(at)) => {
-                        peer.timeout = at;
+                        if peer.timeout != at {
+                            self.timers.remove(&(peer.timeout, id));
+                            self.timers.insert((at, id));
+                            peer.timeout = at;
+                        }
                         break;
                     }
                     Ok(RtcOutput::Transmit(transmit)) => {
@@ -943,6 +952,8 @@ impl Sfu {
             return;
         };
         peer.connected = true;
+        self.setup_deadlines
+            .remove(&(peer.created_at + PEER_CONNECT_DEADLINE, id));
         let kind = peer.spec.kind;
         let view = peer.view();
         info!(%id, session = %view.session, kind = kind.as_str(), "peer connected");
@@ -1368,6 +1379,7 @@ impl Sfu {
         let Some(mut peer) = self.peers.remove(&id) else {
             return;
         };
+        self.forget_timers(id, &peer);
         if peer.rtc.is_alive() {
             let _ = peer.rtc.close();
             // Drain the close_notify so the browser learns at once.
@@ -1422,11 +1434,18 @@ impl Sfu {
         });
     }
 
+    fn forget_timers(&mut self, id: PeerId, peer: &Peer) {
+        self.timers.remove(&(peer.timeout, id));
+        self.setup_deadlines
+            .remove(&(peer.created_at + PEER_CONNECT_DEADLINE, id));
+    }
+
     /// Drops a peer that never became one (its offer had no usable media): no event.
     fn remove_peer_quietly(&mut self, id: PeerId) {
         let Some(peer) = self.peers.remove(&id) else {
             return;
         };
+        self.forget_timers(id, &peer);
         if let Some(room) = self.rooms.get_mut(&peer.spec.session) {
             room.publishers.retain(|p| *p != id);
             room.subscribers.retain(|p| *p != id);
