@@ -545,10 +545,7 @@ async fn join(
 }
 
 fn fresh_participant_id(role: Role) -> ParticipantId {
-    let mut bytes = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut bytes).expect("the system RNG is available on every supported OS");
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{hex}", role.as_str())
+    format!("{}-{}", role.as_str(), crate::token::random_hex(8))
         .parse()
         .expect("role names and hex digits form a valid id")
 }

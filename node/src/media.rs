@@ -382,7 +382,5 @@ impl MediaTask {
 
 /// An unguessable resource name: knowing one must not let anyone else find the others.
 fn resource_name() -> String {
-    let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).expect("the system RNG is available on every supported OS");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::token::random_hex(16)
 }

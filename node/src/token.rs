@@ -233,6 +233,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// `bytes` bytes from the system RNG as lowercase hex: unguessable names and ids.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    aws_lc_rs::rand::fill(&mut buffer).expect("the system RNG is available on every supported OS");
+    buffer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Seconds since the Unix epoch, from the wall clock (the shell's job, never the cores').
 pub fn unix_now_secs() -> u64 {
     std::time::SystemTime::now()

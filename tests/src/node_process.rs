@@ -20,6 +20,13 @@ fn recent(logs: &Mutex<VecDeque<String>>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// An empty data directory for a test node, unique to this process.
+fn fresh_data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("multistream-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 /// How long a node may take to print its links.
 const START_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -64,6 +71,26 @@ impl NodeProcess {
 
     /// Starts a node with extra `run` flags.
     pub fn start_with(name: &str, extra: &[&str]) -> Result<Self, String> {
+        let data_dir = fresh_data_dir(name);
+        Self::spawn(data_dir, extra)
+    }
+
+    /// Starts a node serving HTTPS with a self-signed certificate made (by the node's own TLS
+    /// module) in its data directory; returns the certificate's path for clients to trust.
+    pub fn start_tls(name: &str) -> Result<(Self, PathBuf), String> {
+        let data_dir = fresh_data_dir(name);
+        multistream_node::tls::self_signed(&data_dir, &[]).map_err(|e| e.to_string())?;
+        let cert = data_dir.join("tls/self-signed.crt");
+        let key = data_dir.join("tls/self-signed.key");
+        let (cert_arg, key_arg) = (cert.to_string_lossy(), key.to_string_lossy());
+        let node = Self::spawn(
+            data_dir.clone(),
+            &["--tls-cert", &cert_arg, "--tls-key", &key_arg],
+        )?;
+        Ok((node, cert))
+    }
+
+    fn spawn(data_dir: PathBuf, extra: &[&str]) -> Result<Self, String> {
         let binary = node_binary();
         if !binary.exists() {
             return Err(format!(
@@ -71,9 +98,6 @@ impl NodeProcess {
                 binary.display()
             ));
         }
-        let data_dir =
-            std::env::temp_dir().join(format!("multistream-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&data_dir);
         // `MULTISTREAM_NODE_CPU=1` pins the node to that CPU (with `taskset`), so a benchmark can
         // give the node and the load generator a core each.
         let mut command = match std::env::var("MULTISTREAM_NODE_CPU") {

@@ -69,23 +69,8 @@ fn a_teacher_and_two_students_in_chromium() {
 /// the node's own self-signed certificate.
 #[test]
 fn the_class_works_over_https() {
-    let dir = std::env::temp_dir().join(format!("multistream-browser-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    multistream_node::tls::self_signed(&dir, &[]).expect("makes a certificate");
-    let cert = dir.join("tls/self-signed.crt");
-    let key = dir.join("tls/self-signed.key");
-    let node = NodeProcess::start_with(
-        "browser-https",
-        &[
-            "--tls-cert",
-            &cert.to_string_lossy(),
-            "--tls-key",
-            &key.to_string_lossy(),
-        ],
-    )
-    .expect("the node starts with TLS");
+    let (node, cert) = NodeProcess::start_tls("browser-https").expect("the node starts with TLS");
     assert!(node.base_url.starts_with("https://"), "{}", node.base_url);
     run_scenario(&node, Some(&cert));
     assert!(node.stop(), "the node exits cleanly after the class");
-    let _ = std::fs::remove_dir_all(&dir);
 }

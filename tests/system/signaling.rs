@@ -472,34 +472,18 @@ async fn a_node_serves_https_with_the_configured_certificate() {
     use rustls::pki_types::{CertificateDer, ServerName};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let dir = std::env::temp_dir().join(format!("multistream-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let made = multistream_node::tls::self_signed(&dir, &["class.example".into()])
-        .expect("makes a certificate");
-    let again = multistream_node::tls::self_signed(&dir, &[]).expect("loads it again");
-    assert_eq!(
-        made.cert_pem, again.cert_pem,
-        "the certificate is kept, not remade"
-    );
-    let cert = dir.join("tls/self-signed.crt");
-    let key = dir.join("tls/self-signed.key");
-    let node = NodeProcess::start_with(
-        "https",
-        &[
-            "--tls-cert",
-            &cert.to_string_lossy(),
-            "--tls-key",
-            &key.to_string_lossy(),
-        ],
-    )
-    .expect("the node starts with TLS");
+    let (node, cert) = NodeProcess::start_tls("https").expect("the node starts with TLS");
+    let made = std::fs::read(&cert).expect("the certificate file");
+    let again =
+        multistream_node::tls::self_signed(node.data_dir.as_path(), &[]).expect("loads it again");
+    assert_eq!(made, again.cert_pem, "the certificate is kept, not remade");
     assert!(node.base_url.starts_with("https://"), "{}", node.base_url);
     assert!(node.teacher_link.starts_with("https://"));
 
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(CertificateDer::from_pem_slice(&made.cert_pem).expect("PEM"))
+        .add(CertificateDer::from_pem_slice(&made).expect("PEM"))
         .expect("a root");
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
@@ -520,7 +504,6 @@ async fn a_node_serves_https_with_the_configured_certificate() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"status\":\"ok\""), "{response}");
     assert!(node.stop());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The load generator itself works end to end (a tiny run; the real figures come from
