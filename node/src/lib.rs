@@ -10,4 +10,5 @@ pub mod presence;
 pub mod sfu;
 pub mod tls;
 pub mod token;
+pub mod udp;
 mod web;

@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use multistream_proto::{ParticipantId, SessionId};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
 use crate::presence::{PresenceHandle, Who};
+use crate::udp::{MediaSocket, SocketCounters};
 use crate::sfu::{
     AddPeerError, Output, PeerId, PeerKind, PeerSpec, Sfu, SfuCounters, SfuEvent, SfuGauges,
 };
@@ -22,14 +22,14 @@ use crate::sfu::{
 /// when the queue is full the HTTP edge answers 503 instead of queueing without bound.
 pub const MEDIA_COMMAND_QUEUE_MAX: usize = 256;
 
-/// Largest datagram read. WebRTC keeps datagrams under about 1200 bytes; anything longer than
-/// this is not ours and is dropped by truncation checks in the core.
-const DATAGRAM_BYTES_MAX: usize = 2_048;
+/// Largest datagram accepted. WebRTC keeps datagrams under about 1200 bytes; anything longer
+/// than this is not ours and is counted as oversized and dropped.
+const DATAGRAM_BYTES_MAX: usize = 2_047;
 
-/// Datagrams read in one go before outputs are flushed: a video frame's packets arrive
-/// together, and forwarding them as one batch costs each subscriber one poll instead of one per
-/// packet. 32 datagrams fanned out to a full session ([`crate::sfu::SESSION_PEERS_MAX`]) stay
-/// within the core's [`crate::sfu::TRANSMIT_QUEUE_MAX`].
+/// Datagrams handled before outputs are flushed: a video frame's packets arrive together, and
+/// forwarding them as one batch costs each subscriber one poll, and one segmented send, instead
+/// of one per packet. 32 datagrams fanned out to a full session
+/// ([`crate::sfu::SESSION_PEERS_MAX`]) stay within the core's [`crate::sfu::TRANSMIT_QUEUE_MAX`].
 const RECEIVE_BATCH_MAX: usize = 32;
 
 /// A peer as the shell knows it: the public resource name and who owns it.
@@ -65,8 +65,7 @@ pub enum RemoveOutcome {
 pub struct MediaSnapshot {
     pub counters: SfuCounters,
     pub gauges: SfuGauges,
-    pub datagrams_oversized: u64,
-    pub send_errors: u64,
+    pub socket: SocketCounters,
 }
 
 enum Command {
@@ -163,7 +162,6 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(MediaHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(MEDIA_COMMAND_QUEUE_MAX);
-    socket.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -171,7 +169,7 @@ pub fn spawn(
         .name("media".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let socket = match UdpSocket::from_std(socket) {
+                let socket = match MediaSocket::new(socket, DATAGRAM_BYTES_MAX) {
                     Ok(socket) => socket,
                     Err(error) => {
                         tracing::error!(%error, "the media socket cannot be used");
@@ -185,9 +183,11 @@ pub fn spawn(
                     presence,
                     resources: HashMap::new(),
                     by_peer: HashMap::new(),
-                    datagrams_oversized: 0,
-                    send_errors: 0,
                 };
+                info!(
+                    segmentation = task.socket.segmentation(),
+                    "media engine running"
+                );
                 task.run(rx, shutdown).await;
             });
         })?;
@@ -195,14 +195,12 @@ pub fn spawn(
 }
 
 struct MediaTask {
-    socket: UdpSocket,
+    socket: MediaSocket,
     sfu: Sfu,
     candidate_addr: SocketAddr,
     presence: PresenceHandle,
     resources: HashMap<String, Resource>,
     by_peer: HashMap<PeerId, String>,
-    datagrams_oversized: u64,
-    send_errors: u64,
 }
 
 impl MediaTask {
@@ -211,7 +209,6 @@ impl MediaTask {
         mut commands: mpsc::Receiver<Command>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut buffer = vec![0u8; DATAGRAM_BYTES_MAX];
         loop {
             let deadline = self.flush().await;
             tokio::select! {
@@ -221,17 +218,13 @@ impl MediaTask {
                     Some(command) => self.command(command),
                     None => break,
                 },
-                received = self.socket.recv_from(&mut buffer) => {
-                    self.received(received, &buffer);
-                    // Read what else is already waiting before flushing.
-                    for _ in 1..RECEIVE_BATCH_MAX {
-                        let more = self.socket.try_recv_from(&mut buffer);
-                        if matches!(&more, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
-                            break;
-                        }
-                        self.received(more, &buffer);
+                readable = self.socket.readable() => match readable {
+                    Ok(()) => self.receive().await,
+                    Err(error) => {
+                        tracing::error!(%error, "the media socket failed");
+                        break;
                     }
-                }
+                },
                 _ = tokio::time::sleep_until(deadline.into()) => {
                     self.sfu.handle_timeout(Instant::now());
                 }
@@ -242,20 +235,28 @@ impl MediaTask {
         self.flush().await;
     }
 
-    fn received(&mut self, received: std::io::Result<(usize, SocketAddr)>, buffer: &[u8]) {
-        match received {
-            Ok((length, source)) if length < DATAGRAM_BYTES_MAX => {
-                self.sfu.handle_datagram(
-                    Instant::now(),
-                    source,
-                    self.candidate_addr,
-                    &buffer[..length],
-                );
+    /// Hands what is waiting on the socket to the core, flushing outputs after every
+    /// [`RECEIVE_BATCH_MAX`] datagrams.
+    async fn receive(&mut self) {
+        let mut handled = 0;
+        while handled < RECEIVE_BATCH_MAX {
+            let count = self.socket.try_receive();
+            if count == 0 {
+                break;
             }
-            Ok(_) => self.datagrams_oversized += 1,
-            // ICMP errors from peers that went away surface here on Linux; they concern one
-            // peer, whose ICE will time out, and never the socket.
-            Err(error) => tracing::trace!(%error, "UDP receive error"),
+            let now = Instant::now();
+            for index in 0..count {
+                if let Some((source, datagram)) = self.socket.received(index) {
+                    self.sfu
+                        .handle_datagram(now, source, self.candidate_addr, datagram);
+                }
+                handled += 1;
+                // With GRO one read can bring many datagrams; the core's transmit queue is
+                // sized for RECEIVE_BATCH_MAX at a time.
+                if handled % RECEIVE_BATCH_MAX == 0 {
+                    self.flush().await;
+                }
+            }
         }
     }
 
@@ -264,23 +265,15 @@ impl MediaTask {
         loop {
             match self.sfu.poll_output() {
                 Output::Transmit(transmit) => {
-                    let sent = match self
-                        .socket
-                        .try_send_to(&transmit.contents, transmit.destination)
-                    {
-                        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                            self.socket
-                                .send_to(&transmit.contents, transmit.destination)
-                                .await
-                        }
-                        other => other,
-                    };
-                    if sent.is_err() {
-                        self.send_errors += 1;
-                    }
+                    self.socket
+                        .send(transmit.destination, &transmit.contents)
+                        .await;
                 }
                 Output::Event(event) => self.event(event),
-                Output::Timeout(at) => return at,
+                Output::Timeout(at) => {
+                    self.socket.flush().await;
+                    return at;
+                }
             }
         }
     }
@@ -372,8 +365,7 @@ impl MediaTask {
                 let _ = reply.send(MediaSnapshot {
                     counters: self.sfu.counters().clone(),
                     gauges: self.sfu.gauges(),
-                    datagrams_oversized: self.datagrams_oversized,
-                    send_errors: self.send_errors,
+                    socket: self.socket.counters,
                 });
             }
         }

@@ -109,11 +109,17 @@ pub fn render(
         &[
             ("reason=\"malformed\"", c.datagrams_malformed),
             ("reason=\"unrouted\"", c.datagrams_unrouted),
-            ("reason=\"oversized\"", snapshot.datagrams_oversized),
+            ("reason=\"oversized\"", snapshot.socket.datagrams_oversized),
             ("reason=\"transmit_queue_full\"", c.transmit_dropped),
             ("reason=\"no_common_codec\"", c.rtp_unforwardable),
-            ("reason=\"send_error\"", snapshot.send_errors),
+            ("reason=\"send_error\"", snapshot.socket.send_errors),
         ],
+    );
+    family(
+        "multistream_udp_send_calls_total",
+        "counter",
+        "sendmsg calls on the media socket; fewer than datagrams out when runs to one peer are sent as one segmented (GSO) write.",
+        &[("", snapshot.socket.send_calls)],
     );
     family(
         "multistream_layer_switches_total",

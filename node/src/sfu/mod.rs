@@ -26,6 +26,7 @@ pub mod rewrite;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multistream_proto::{ParticipantId, SessionId, Source};
@@ -84,10 +85,12 @@ pub const LAYER_REVIEW_INTERVAL: Duration = Duration::from_millis(500);
 /// layer of a typical camera simulcast, so the first picture comes quickly.
 pub const SUBSCRIBER_INITIAL_BITRATE_BPS: u64 = 800_000;
 
-/// Wake-ups at the current instant handled inside one poll of a peer. str0m needs one or two
-/// after a write; the bound stops a peer that keeps asking from starving the others (its next
-/// wake-up then goes through the shell's timer).
-const IMMEDIATE_WAKEUPS_MAX: u32 = 4;
+/// Wake-ups at the current instant handled inside one poll of a peer. With bandwidth estimation
+/// on, str0m's pacer releases one packet per wake-up, so a subscriber given a run of packets in
+/// one batch asks for one more wake-up than it has packets. The bound stops a peer that keeps
+/// asking from starving the others (its next wake-up then goes through the shell's timer); it
+/// leaves room for every packet of a full receive batch (32 datagrams) going to one peer.
+const IMMEDIATE_WAKEUPS_MAX: u32 = 40;
 
 /// A wake-up this close to now counts as immediate. str0m's pacer asks for "now plus one
 /// microsecond" after a write; the shell's timer cannot wake sooner than a millisecond anyway, so
@@ -1263,6 +1266,9 @@ impl Sfu {
                 Codec::H264 => keyframe::starts_keyframe(VideoCodec::H264, &packet.payload),
                 _ => false,
             };
+        // One shared copy of the payload for every subscriber's send queue and RTX cache.
+        let payload_len = packet.payload.len();
+        let payload: Arc<[u8]> = packet.payload.into();
         // Borrow the room by the publisher's session id (no clone on the packet path); the
         // borrow of `peer` ends here, so subscribers can be borrowed from `self.peers`.
         let Some(room) = self.rooms.get(&peer.spec.session) else {
@@ -1350,7 +1356,7 @@ impl Sfu {
                     seq_out.into(),
                     time_out,
                     packet.timestamp,
-                    packet.payload.clone(),
+                    Arc::clone(&payload),
                 )
                 .marker(packet.header.marker)
                 .ext_vals(ext)
@@ -1361,7 +1367,7 @@ impl Sfu {
                 };
                 stream.write_rtp(write);
                 self.counters.rtp_forwarded += 1;
-                self.counters.rtp_forwarded_bytes += packet.payload.len() as u64;
+                self.counters.rtp_forwarded_bytes += payload_len as u64;
                 self.dirty.push(*subscriber_id);
             }
         }
