@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod http;
+pub mod log;
 pub mod media;
 pub mod metrics;
 pub mod node;

@@ -6,6 +6,7 @@
 
 pub mod claims;
 pub mod ids;
+pub mod session;
 pub mod wire;
 
 pub use claims::{Claims, Grants, Role, TokenKind};

@@ -6,5 +6,6 @@ pub mod client;
 pub mod http;
 pub mod load;
 pub mod node_process;
+pub mod sim;
 pub mod udp;
 pub mod world;

@@ -2,9 +2,11 @@
 //! - `sfu_core`: the SFU core with str0m clients in virtual time;
 //! - `signaling`: WHIP, WHEP and the join endpoint against a real node process over UDP/TCP;
 //! - `browser`: the classroom in headless Chromium against a real node process;
+//! - `replication`: the session-log core in deterministic simulation;
 //! - `tidy`: the rules the codebase keeps (pure cores).
 
 mod browser;
+mod replication;
 mod sfu_core;
 mod signaling;
 mod tidy;
