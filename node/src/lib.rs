@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod node;
 pub mod presence;
 pub mod sfu;
+pub mod store;
 pub mod tls;
 pub mod token;
 pub mod udp;
