@@ -28,6 +28,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::media::{MediaHandle, MediaUnavailable, RemoveOutcome};
 use crate::presence::{CLIENT_OUTBOUND_QUEUE_MAX, PresenceHandle, Who};
+use crate::sessions::{SessionsHandle, ToClient};
 use crate::sfu::{AddPeerError, PeerKind, PeerSpec};
 use crate::token::{Issuer, TokenError, unix_now_secs};
 use crate::web;
@@ -51,6 +52,7 @@ pub struct AppState {
     pub issuer: Arc<Issuer>,
     pub media: MediaHandle,
     pub presence: PresenceHandle,
+    pub sessions: SessionsHandle,
     pub refusals: Arc<Refusals>,
     pub next_connection: Arc<AtomicU64>,
 }
@@ -590,10 +592,10 @@ async fn close_with(mut socket: WebSocket, code: u16, code_name: &str, message: 
 
 async fn classroom_connection(state: AppState, session: SessionId, mut socket: WebSocket) {
     let hello = tokio::time::timeout(HELLO_DEADLINE, socket.recv()).await;
-    let token = match hello {
+    let (token, resume_from) = match hello {
         Ok(Some(Ok(WsMessage::Text(text)))) => match serde_json::from_str::<ClientMessage>(&text) {
-            Ok(ClientMessage::Hello { token }) => token,
-            Err(_) => {
+            Ok(ClientMessage::Hello { token, resume_from }) => (token, resume_from),
+            Ok(_) | Err(_) => {
                 state.refusals.count("ws", "bad_message");
                 return close_with(
                     socket,
@@ -655,6 +657,19 @@ async fn classroom_connection(state: AppState, session: SessionId, mut socket: W
             can_publish: claims.grants.publish,
         };
         let mut ok = send_json(&mut socket, &welcome).await;
+        let attached = state
+            .sessions
+            .attach(session.clone(), who.id.clone(), who.name.clone(), who.role, resume_from)
+            .await;
+        let mut attached = match attached {
+            Ok(attached) => attached,
+            Err(error) => {
+                state.refusals.count("ws", "sessions_unavailable");
+                close_with(socket, CLOSE_FULL, "unavailable", error.to_string()).await;
+                state.presence.leave(connection, session).await;
+                return;
+            }
+        };
         while ok {
             tokio::select! {
                 message = inbound.recv() => match message {
@@ -663,15 +678,54 @@ async fn classroom_connection(state: AppState, session: SessionId, mut socket: W
                         // Presence dropped us: we fell too far behind.
                         close_with(socket, CLOSE_SLOW, "too_slow", "the connection fell behind; reconnect".into()).await;
                         state.presence.leave(connection, session).await;
+                        state.sessions.detach(attached.client);
+                        return;
+                    }
+                },
+                update = attached.inbound.recv() => match update {
+                    Some(ToClient::Reply { key: None, result: Err(refusal) }) => {
+                        // The class refused the join itself (removed by the teacher, or full).
+                        state.refusals.count("ws", "join_refused");
+                        close_with(socket, CLOSE_FORBIDDEN, &refusal.code, refusal.message).await;
+                        state.presence.leave(connection, session).await;
+                        state.sessions.detach(attached.client);
+                        return;
+                    }
+                    Some(update) => {
+                        if let Some(message) = server_message(update) {
+                            ok = send_json(&mut socket, &message).await;
+                        }
+                    }
+                    None => {
+                        close_with(socket, CLOSE_SLOW, "too_slow", "the connection fell behind; reconnect".into()).await;
+                        state.presence.leave(connection, session).await;
                         return;
                     }
                 },
                 received = socket.recv() => match received {
                     Some(Ok(WsMessage::Text(text))) => {
-                        // Only hello is defined so far; anything else is answered, not fatal.
-                        if serde_json::from_str::<ClientMessage>(&text).is_err() {
-                            let error = ServerMessage::Error { code: "unknown_message".into(), message: "the node does not understand this message".into() };
+                        if text.len() > CLIENT_MESSAGE_BYTES_MAX {
+                            state.refusals.count("ws", "too_large");
+                            let error = ServerMessage::Error { code: "too_large".into(), message: format!("messages are at most {CLIENT_MESSAGE_BYTES_MAX} bytes") };
                             ok = send_json(&mut socket, &error).await;
+                            continue;
+                        }
+                        match serde_json::from_str::<ClientMessage>(&text) {
+                            Ok(ClientMessage::Command { key, command }) => {
+                                if let Err(error) = state.sessions.request(attached.client, key.clone(), command) {
+                                    let refused = ServerMessage::Refused { key, code: "busy".into(), message: error.to_string() };
+                                    ok = send_json(&mut socket, &refused).await;
+                                }
+                            }
+                            Ok(ClientMessage::Hello { .. }) => {
+                                let error = ServerMessage::Error { code: "already_hello".into(), message: "this connection is already authenticated".into() };
+                                ok = send_json(&mut socket, &error).await;
+                            }
+                            Err(parse) => {
+                                state.refusals.count("ws", "bad_message");
+                                let error = ServerMessage::Error { code: "bad_message".into(), message: format!("the node does not understand this message: {parse}") };
+                                ok = send_json(&mut socket, &error).await;
+                            }
                         }
                     }
                     Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => ok = false,
@@ -679,11 +733,28 @@ async fn classroom_connection(state: AppState, session: SessionId, mut socket: W
                 },
             }
         }
+        state.sessions.detach(attached.client);
         state.presence.leave(connection, session).await;
         info!("classroom client disconnected");
     }
     .instrument(span)
     .await
+}
+
+/// The WebSocket message for an update from the session task (`None` for answers to the
+/// connection's own join, which the client does not need).
+fn server_message(update: ToClient) -> Option<ServerMessage> {
+    Some(match update {
+        ToClient::Snapshot { seq, state } => ServerMessage::Snapshot { seq, state },
+        ToClient::Event(event) => ServerMessage::Event { event },
+        ToClient::Reply { key: None, .. } => return None,
+        ToClient::Reply { key: Some(key), result: Ok(seq) } => ServerMessage::Ack { key, seq },
+        ToClient::Reply { key: Some(key), result: Err(refusal) } => ServerMessage::Refused {
+            key,
+            code: refusal.code,
+            message: refusal.message,
+        },
+    })
 }
 
 async fn send_json(socket: &mut WebSocket, message: &ServerMessage) -> bool {

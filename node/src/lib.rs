@@ -8,6 +8,7 @@ pub mod media;
 pub mod metrics;
 pub mod node;
 pub mod presence;
+pub mod sessions;
 pub mod sfu;
 pub mod store;
 pub mod tls;

@@ -14,6 +14,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::http::{AppState, Refusals};
+use crate::log::{LogCore, NodeId};
 use crate::presence::PresenceHandle;
 use crate::sfu::{Sfu, SfuConfig};
 use crate::token::{Issuer, unix_now_secs};
@@ -38,6 +39,12 @@ pub fn init_crypto() -> anyhow::Result<str0m::config::DtlsCert> {
 }
 
 /// Makes sure the data directory exists and is writable, with an error that says which.
+/// A number that differs on every start of the node: it tells the session logs of other edges
+/// that this is a new incarnation (its forwarded requests are numbered afresh).
+fn rand_incarnation() -> u64 {
+    u64::from_str_radix(&crate::token::random_hex(8), 16).unwrap_or(1)
+}
+
 pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
@@ -129,12 +136,21 @@ pub async fn run(
             session_peers_max: config.session_peers_max,
         },
     );
-    let (media, media_thread) = crate::media::spawn(udp, sfu, candidate, presence.clone(), stop_rx)
-        .context("cannot start the media engine")?;
+    let (media, media_thread) =
+        crate::media::spawn(udp, sfu, candidate, presence.clone(), stop_rx.clone())
+            .context("cannot start the media engine")?;
+    let store = Arc::new(crate::store::Store::open(&config.data_dir.join("store.redb"))?);
+    let node_id = NodeId(issuer.name().to_owned());
+    let core = LogCore::new(node_id.clone(), vec![node_id], 1, rand_incarnation());
+    // Frames for other edges go to the peer plane; a standalone node has none.
+    let (peer_tx, _peer_rx) = tokio::sync::mpsc::channel(crate::sessions::SESSIONS_QUEUE_MAX);
+    let (sessions, sessions_task) = crate::sessions::spawn(core, store, peer_tx, stop_rx)
+        .context("cannot start the session logs")?;
     let state = AppState {
         issuer: issuer.clone(),
         media,
         presence,
+        sessions,
         refusals: Arc::new(Refusals::default()),
         next_connection: Arc::new(AtomicU64::new(1)),
     };
@@ -242,6 +258,8 @@ pub async fn run(
     if !matches!(stopped, Ok(Ok(()))) {
         bail!("the media engine failed while stopping");
     }
+    // The session task finishes the write it is in; what was acknowledged is already durable.
+    let _ = sessions_task.await;
     println!("Stopped.");
     Ok(())
 }

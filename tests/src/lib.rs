@@ -2,6 +2,7 @@
 //! a virtual-time world around the SFU core, a minimal HTTP client, and a handle on a real node
 //! process.
 
+pub mod classroom;
 pub mod client;
 pub mod http;
 pub mod load;

@@ -58,6 +58,8 @@ pub struct NodeProcess {
     pub teacher_link: String,
     pub student_link: String,
     pub data_dir: PathBuf,
+    /// Whether dropping this keeps the data directory (a node stopped to be restarted).
+    keep_data: bool,
     /// The latest stderr lines (logs), kept in the background so the node never blocks on a
     /// full pipe.
     logs: Arc<Mutex<VecDeque<String>>>,
@@ -190,8 +192,33 @@ impl NodeProcess {
             student_link: student_link.ok_or("no student link")?,
             media: media.ok_or("the node printed no media address")?,
             data_dir,
+            keep_data: false,
             logs,
         })
+    }
+
+    /// Starts a node on an existing data directory (a restart), with extra `run` flags.
+    pub fn start_in(data_dir: PathBuf, extra: &[&str]) -> Result<Self, String> {
+        Self::spawn(data_dir, extra)
+    }
+
+    /// Kills the node with SIGKILL (a crash: no shutdown path runs) and returns its data
+    /// directory, kept for a restart.
+    pub fn kill_keeping_data(mut self) -> PathBuf {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.keep_data = true;
+        self.data_dir.clone()
+    }
+
+    /// Stops the node with SIGTERM and returns whether it exited cleanly and its data
+    /// directory, kept for a restart.
+    pub fn stop_keeping_data(mut self) -> (bool, PathBuf) {
+        self.keep_data = true;
+        let dir = self.data_dir.clone();
+        (self.stop_inner(), dir)
     }
 
     /// The latest lines the node logged.
@@ -251,6 +278,10 @@ impl NodeProcess {
     /// Sends SIGTERM (what Ctrl-C and service managers send) and waits up to ten seconds for
     /// the process to exit; returns whether it exited successfully.
     pub fn stop(mut self) -> bool {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> bool {
         let Some(mut child) = self.child.take() else {
             return false;
         };
@@ -271,7 +302,9 @@ impl Drop for NodeProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.keep_data {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 

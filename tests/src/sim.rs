@@ -711,6 +711,15 @@ impl World {
                 let Some(state) = core.state(&session) else {
                     continue;
                 };
+                let mut folded = ClassState::default();
+                for event in stored {
+                    folded.apply(event);
+                }
+                if core.durable_state(&session) != Some(&folded) || state != &folded {
+                    return Err(format!(
+                        "node {index}'s state of {session} is not the fold of its log"
+                    ));
+                }
                 match &digest {
                     None => digest = Some(state.clone()),
                     Some(first) if first != state => {

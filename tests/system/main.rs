@@ -2,10 +2,12 @@
 //! - `sfu_core`: the SFU core with str0m clients in virtual time;
 //! - `signaling`: WHIP, WHEP and the join endpoint against a real node process over UDP/TCP;
 //! - `browser`: the classroom in headless Chromium against a real node process;
+//! - `class_log`: the class log over the classroom WebSocket of a real node, across a crash;
 //! - `replication`: the session-log core in deterministic simulation;
 //! - `tidy`: the rules the codebase keeps (pure cores).
 
 mod browser;
+mod class_log;
 mod replication;
 mod sfu_core;
 mod signaling;

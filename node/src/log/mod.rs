@@ -210,6 +210,8 @@ struct SessionLog {
     truncate_after: Option<Seq>,
     /// Fold of all `events` (the home decides against it, including entries still being stored).
     state: ClassState,
+    /// Fold of the durable entries: what clients are shown.
+    durable_state: ClassState,
     waiters: BTreeMap<Seq, Vec<Origin>>,
     followers: BTreeMap<NodeId, Follower>,
     // Follower side.
@@ -238,7 +240,11 @@ impl SessionLog {
 
     fn refold(&mut self) {
         let mut state = ClassState::default();
-        for event in &self.events {
+        for event in &self.events[..self.durable.0 as usize] {
+            state.apply(event);
+        }
+        self.durable_state = state.clone();
+        for event in &self.events[self.durable.0 as usize..] {
             state.apply(event);
         }
         self.state = state;
@@ -315,6 +321,7 @@ impl LogCore {
             writing: None,
             truncate_after: None,
             state: ClassState::default(),
+            durable_state: ClassState::default(),
             waiters: BTreeMap::new(),
             followers: BTreeMap::new(),
             heard_at: None,
@@ -336,10 +343,15 @@ impl LogCore {
         self.sessions.contains_key(session)
     }
 
-    /// The class state folded up to the last durable entry... plus, on the home, entries being
-    /// stored. Clients are sent [`LogCore::durable_state`] instead.
+    /// The class state folded over every entry, including entries still being stored (what the
+    /// home decides against). Clients are shown [`LogCore::durable_state`].
     pub fn state(&self, session: &SessionId) -> Option<&ClassState> {
         self.sessions.get(session).map(|s| &s.state)
+    }
+
+    /// The class state folded over the durable entries.
+    pub fn durable_state(&self, session: &SessionId) -> Option<&ClassState> {
+        self.sessions.get(session).map(|s| &s.durable_state)
     }
 
     /// Durable entries after `after`, for a client resuming or catching up.
@@ -544,6 +556,7 @@ impl LogCore {
         log.durable = upto;
         for seq in (old.0 + 1)..=upto.0 {
             let event = log.events[seq as usize - 1].clone();
+            log.durable_state.apply(&event);
             self.outputs.push_back(LogOutput::Publish {
                 session: session.clone(),
                 event,

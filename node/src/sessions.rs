@@ -1,0 +1,522 @@
+//! The session-log shell: one tokio task that owns the [`LogCore`], feeds it client requests,
+//! peer frames, store completions and the time, and carries out what it asks — writes on the
+//! store thread, frames to peers, answers and events to the clients on this edge.
+//!
+//! The store is written on its own thread (redb commits block on fsync); the task never waits
+//! for it. Every queue here has a named limit: a client that cannot keep up is dropped and
+//! resumes from its last sequence number when it reconnects.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use multistream_proto::session::{Command, CommandKey, Event, Seq};
+use multistream_proto::{ParticipantId, Role, SessionId};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, warn};
+
+use crate::log::class::{ClassState, Refusal, Request};
+use crate::log::{ClientRef, LogCore, LogCounters, LogOutput, NodeId, PeerMessage};
+use crate::store::Store;
+
+/// Messages waiting for the session task.
+pub const SESSIONS_QUEUE_MAX: usize = 4_096;
+
+/// Messages waiting to be written to one client; past it the client is dropped (it resumes).
+pub const CLIENT_QUEUE_MAX: usize = 1_024;
+
+/// Store writes waiting for the store thread.
+pub const STORE_QUEUE_MAX: usize = 256;
+
+/// A reconnecting client that missed more events than this gets a snapshot instead.
+pub const RESUME_EVENTS_MAX: usize = 5_000;
+
+/// Pending requests of one client (sent, not yet answered), at most.
+pub const CLIENT_PENDING_MAX: usize = 64;
+
+/// What the session task sends a client connection.
+#[derive(Debug, Clone)]
+pub enum ToClient {
+    Snapshot { seq: Seq, state: serde_json::Value },
+    Event(Event),
+    Reply {
+        key: Option<CommandKey>,
+        result: Result<Seq, Refusal>,
+    },
+}
+
+/// Frames for other edges, for the peer plane to send.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub to: NodeId,
+    pub message: PeerMessage,
+}
+
+/// A client connection's place in the session task.
+pub struct Attached {
+    pub client: ClientRef,
+    pub inbound: mpsc::Receiver<ToClient>,
+}
+
+/// Why a client could not attach.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("the class service is not running")]
+    Stopped,
+    #[error("the class service is overloaded; try again")]
+    Busy,
+}
+
+enum Message {
+    Attach {
+        session: SessionId,
+        actor: ParticipantId,
+        name: String,
+        role: Role,
+        resume_from: Option<Seq>,
+        reply: oneshot::Sender<Attached>,
+    },
+    Request {
+        client: ClientRef,
+        key: CommandKey,
+        command: Command,
+    },
+    Detach {
+        client: ClientRef,
+    },
+    Peer {
+        from: NodeId,
+        message: PeerMessage,
+    },
+    Stored {
+        session: SessionId,
+        result: Result<(), String>,
+    },
+    State {
+        session: SessionId,
+        reply: oneshot::Sender<Option<ClassState>>,
+    },
+    Counters {
+        reply: oneshot::Sender<LogCounters>,
+    },
+}
+
+#[derive(Clone)]
+pub struct SessionsHandle {
+    tx: mpsc::Sender<Message>,
+}
+
+impl SessionsHandle {
+    /// Registers a client connection, sends it the class (a snapshot, or the events after
+    /// `resume_from`), and joins its participant to the class.
+    pub async fn attach(
+        &self,
+        session: SessionId,
+        actor: ParticipantId,
+        name: String,
+        role: Role,
+        resume_from: Option<Seq>,
+    ) -> Result<Attached, AttachError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Message::Attach {
+            session,
+            actor,
+            name,
+            role,
+            resume_from,
+            reply,
+        })?;
+        answer.await.map_err(|_| AttachError::Stopped)
+    }
+
+    /// A command from an attached client; the answer arrives on its inbound queue.
+    pub fn request(
+        &self,
+        client: ClientRef,
+        key: CommandKey,
+        command: Command,
+    ) -> Result<(), AttachError> {
+        self.send(Message::Request {
+            client,
+            key,
+            command,
+        })
+    }
+
+    /// The client's connection closed.
+    pub fn detach(&self, client: ClientRef) {
+        // If the queue is full the task is overloaded; the client's inbound queue closing when
+        // the task next writes to it detaches it then.
+        let _ = self.send(Message::Detach { client });
+    }
+
+    /// A frame from another edge.
+    pub fn peer(&self, from: NodeId, message: PeerMessage) -> Result<(), AttachError> {
+        self.send(Message::Peer { from, message })
+    }
+
+    /// The durable class state of a session open on this edge.
+    pub async fn state(&self, session: SessionId) -> Option<ClassState> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Message::State { session, reply }).ok()?;
+        answer.await.ok().flatten()
+    }
+
+    pub async fn counters(&self) -> Option<LogCounters> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Message::Counters { reply }).ok()?;
+        answer.await.ok()
+    }
+
+    fn send(&self, message: Message) -> Result<(), AttachError> {
+        self.tx.try_send(message).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => AttachError::Busy,
+            mpsc::error::TrySendError::Closed(_) => AttachError::Stopped,
+        })
+    }
+}
+
+struct Client {
+    session: SessionId,
+    actor: ParticipantId,
+    outbound: mpsc::Sender<ToClient>,
+    pending: usize,
+}
+
+struct Task {
+    core: LogCore,
+    clients: HashMap<ClientRef, Client>,
+    by_session: HashMap<SessionId, HashSet<ClientRef>>,
+    /// Connections per (session, participant) on this edge: the participant leaves when the
+    /// last one closes.
+    connections: HashMap<(SessionId, ParticipantId), usize>,
+    next_client: u64,
+    store: std::sync::mpsc::SyncSender<StoreWrite>,
+    peers: mpsc::Sender<Outgoing>,
+    started: Instant,
+    started_wall_ms: u64,
+}
+
+struct StoreWrite {
+    session: SessionId,
+    truncate_after: Option<Seq>,
+    events: Vec<Event>,
+}
+
+/// Starts the session task with the logs the store holds. `peers` receives frames for other
+/// edges (dropped when it is full: the protocol repairs losses).
+pub fn spawn(
+    core: LogCore,
+    store: Arc<Store>,
+    peers: mpsc::Sender<Outgoing>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(SessionsHandle, tokio::task::JoinHandle<()>)> {
+    let (tx, mut rx) = mpsc::channel(SESSIONS_QUEUE_MAX);
+    let handle = SessionsHandle { tx: tx.clone() };
+    let (store_tx, store_rx) = std::sync::mpsc::sync_channel::<StoreWrite>(STORE_QUEUE_MAX);
+    let writer_store = Arc::clone(&store);
+    let completions = tx.clone();
+    std::thread::Builder::new()
+        .name("store".into())
+        .spawn(move || {
+            while let Ok(write) = store_rx.recv() {
+                let result = writer_store
+                    .append(&write.session, write.truncate_after, &write.events, unix_ms())
+                    .map_err(|e| e.to_string());
+                if completions
+                    .blocking_send(Message::Stored {
+                        session: write.session,
+                        result,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })?;
+    let mut task = Task {
+        core,
+        clients: HashMap::new(),
+        by_session: HashMap::new(),
+        connections: HashMap::new(),
+        next_client: 1,
+        store: store_tx,
+        peers,
+        started: Instant::now(),
+        started_wall_ms: unix_ms(),
+    };
+    let now = Instant::now();
+    let mut opened = 0;
+    for session in store.sessions()? {
+        let events = store.load(&session)?;
+        task.core.open(now, &session, events);
+        opened += 1;
+    }
+    if opened > 0 {
+        info!(sessions = opened, "session logs loaded from the store");
+    }
+    task.drain();
+    let join = tokio::spawn(async move {
+        loop {
+            let deadline = task
+                .core
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                message = rx.recv() => match message {
+                    Some(message) => task.handle(message),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    task.core.handle_timeout(Instant::now());
+                }
+            }
+            task.drain();
+        }
+        info!("session task stopping");
+    });
+    Ok((handle, join))
+}
+
+impl Task {
+    fn wall_ms(&self, now: Instant) -> u64 {
+        self.started_wall_ms + now.saturating_duration_since(self.started).as_millis() as u64
+    }
+
+    fn handle(&mut self, message: Message) {
+        let now = Instant::now();
+        let wall = self.wall_ms(now);
+        match message {
+            Message::Attach {
+                session,
+                actor,
+                name,
+                role,
+                resume_from,
+                reply,
+            } => {
+                if !self.core.is_open(&session) {
+                    self.core.open(now, &session, Vec::new());
+                }
+                let client = ClientRef(self.next_client);
+                self.next_client += 1;
+                let (outbound, inbound) = mpsc::channel(CLIENT_QUEUE_MAX);
+                // The class first: events after the client's position, or a snapshot.
+                let durable = self.core.durable(&session).unwrap_or_default();
+                let resumable = resume_from.filter(|from| {
+                    *from <= durable && (durable.0 - from.0) as usize <= RESUME_EVENTS_MAX
+                });
+                match resumable {
+                    Some(from) => {
+                        for event in self.core.durable_since(&session, from).unwrap_or(&[]) {
+                            let _ = outbound.try_send(ToClient::Event(event.clone()));
+                        }
+                    }
+                    None => {
+                        let _ = outbound.try_send(self.snapshot(&session));
+                    }
+                }
+                self.clients.insert(
+                    client,
+                    Client {
+                        session: session.clone(),
+                        actor: actor.clone(),
+                        outbound,
+                        pending: 0,
+                    },
+                );
+                self.by_session
+                    .entry(session.clone())
+                    .or_default()
+                    .insert(client);
+                *self
+                    .connections
+                    .entry((session.clone(), actor.clone()))
+                    .or_default() += 1;
+                self.core.handle_request(
+                    now,
+                    wall,
+                    &session,
+                    client,
+                    actor,
+                    None,
+                    Request::Join { name, role },
+                );
+                let _ = reply.send(Attached { client, inbound });
+            }
+            Message::Request {
+                client,
+                key,
+                command,
+            } => {
+                let Some(entry) = self.clients.get_mut(&client) else {
+                    return;
+                };
+                if entry.pending >= CLIENT_PENDING_MAX {
+                    let refusal = Refusal::new(
+                        "busy",
+                        format!("at most {CLIENT_PENDING_MAX} commands may wait for an answer"),
+                    );
+                    let _ = entry.outbound.try_send(ToClient::Reply {
+                        key: Some(key),
+                        result: Err(refusal),
+                    });
+                    return;
+                }
+                entry.pending += 1;
+                let (session, actor) = (entry.session.clone(), entry.actor.clone());
+                self.core.handle_request(
+                    now,
+                    wall,
+                    &session,
+                    client,
+                    actor,
+                    Some(key),
+                    Request::Command { command },
+                );
+            }
+            Message::Detach { client } => self.detach(now, client),
+            Message::Peer { from, message } => {
+                self.core.handle_peer(now, wall, from, message);
+            }
+            Message::Stored { session, result } => {
+                self.core.handle_stored(now, &session, result);
+            }
+            Message::State { session, reply } => {
+                let _ = reply.send(self.core.durable_state(&session).cloned());
+            }
+            Message::Counters { reply } => {
+                let _ = reply.send(self.core.counters.clone());
+            }
+        }
+    }
+
+    fn snapshot(&self, session: &SessionId) -> ToClient {
+        let state = self
+            .core
+            .durable_state(session)
+            .and_then(|state| serde_json::to_value(state).ok())
+            .unwrap_or(serde_json::Value::Null);
+        ToClient::Snapshot {
+            seq: self.core.durable(session).unwrap_or_default(),
+            state,
+        }
+    }
+
+    fn detach(&mut self, now: Instant, client: ClientRef) {
+        let Some(entry) = self.clients.remove(&client) else {
+            return;
+        };
+        if let Some(set) = self.by_session.get_mut(&entry.session) {
+            set.remove(&client);
+        }
+        let key = (entry.session.clone(), entry.actor.clone());
+        let last = match self.connections.get_mut(&key) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                false
+            }
+            _ => {
+                self.connections.remove(&key);
+                true
+            }
+        };
+        if last {
+            let wall = self.wall_ms(now);
+            // Nobody waits for the answer: the connection is gone.
+            self.core.handle_request(
+                now,
+                wall,
+                &entry.session,
+                ClientRef(0),
+                entry.actor,
+                None,
+                Request::Leave,
+            );
+        }
+    }
+
+    /// Carries out what the core asked for.
+    fn drain(&mut self) {
+        let mut slow = Vec::new();
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                LogOutput::Store {
+                    session,
+                    truncate_after,
+                    events,
+                } => {
+                    let write = StoreWrite {
+                        session: session.clone(),
+                        truncate_after,
+                        events,
+                    };
+                    if let Err(error) = self.store.try_send(write) {
+                        // The store thread is gone or hopelessly behind: the write fails, and the
+                        // core refuses what waited for it.
+                        warn!(%session, %error, "the store cannot take a write");
+                        let now = Instant::now();
+                        self.core
+                            .handle_stored(now, &session, Err("the store is not keeping up".into()));
+                    }
+                }
+                LogOutput::Send { to, message } => {
+                    // A full peer queue loses the frame; the protocol asks again.
+                    let _ = self.peers.try_send(Outgoing { to, message });
+                }
+                LogOutput::Reply {
+                    client,
+                    key,
+                    result,
+                } => {
+                    let Some(entry) = self.clients.get_mut(&client) else {
+                        continue;
+                    };
+                    if key.is_some() {
+                        entry.pending = entry.pending.saturating_sub(1);
+                    }
+                    if entry.outbound.try_send(ToClient::Reply { key, result }).is_err() {
+                        slow.push(client);
+                    }
+                }
+                LogOutput::Publish { session, event } => {
+                    for client in self.by_session.get(&session).into_iter().flatten() {
+                        if let Some(entry) = self.clients.get(client) {
+                            if entry.outbound.try_send(ToClient::Event(event.clone())).is_err() {
+                                slow.push(*client);
+                            }
+                        }
+                    }
+                }
+                LogOutput::Reset { session } => {
+                    let snapshot = self.snapshot(&session);
+                    for client in self.by_session.get(&session).into_iter().flatten() {
+                        if let Some(entry) = self.clients.get(client) {
+                            if entry.outbound.try_send(snapshot.clone()).is_err() {
+                                slow.push(*client);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !slow.is_empty() {
+            let now = Instant::now();
+            for client in slow {
+                // Dropping its queue closes the connection's inbound side; it reconnects and
+                // resumes from its last sequence number.
+                warn!(client = client.0, "a classroom client fell behind; dropping it");
+                self.detach(now, client);
+            }
+            self.drain();
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

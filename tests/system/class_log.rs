@@ -1,0 +1,190 @@
+//! The class log through a real node process: commands over the classroom WebSocket, permission
+//! refusals, resuming without gaps or repeats, bad input, and the log surviving a crash.
+
+use multistream_proto::Role;
+use multistream_proto::session::{Command, EventBody, Permission, Scene, Seq};
+use multistream_proto::wire::ServerMessage;
+use multistream_tests::classroom::{Answer, ClassClient};
+use multistream_tests::node_process::NodeProcess;
+
+fn token(node: &NodeProcess, identity: &str, role: Role) -> String {
+    node.token(&[
+        "--session",
+        "physics",
+        "--identity",
+        identity,
+        "--name",
+        &identity.to_uppercase(),
+        "--role",
+        role.as_str(),
+    ])
+    .expect("the CLI mints a token")
+}
+
+fn refused(answer: &Answer) -> &str {
+    match answer {
+        Answer::Refused { code, .. } => code,
+        Answer::Ack(seq) => panic!("expected a refusal, got an acknowledgement at {seq}"),
+    }
+}
+
+fn acked(answer: Answer) -> Seq {
+    match answer {
+        Answer::Ack(seq) => seq,
+        Answer::Refused { code, message } => panic!("refused ({code}): {message}"),
+    }
+}
+
+#[tokio::test]
+async fn a_class_runs_on_its_log_resumes_and_survives_a_crash() {
+    let node = NodeProcess::start("class-log").expect("the node starts");
+    let teacher_token = token(&node, "teacher-1", Role::Teacher);
+    let student_token = token(&node, "student-1", Role::Student);
+    let mut teacher = ClassClient::connect(node.http, "physics", &teacher_token, None)
+        .await
+        .expect("the teacher connects");
+    let mut student = ClassClient::connect(node.http, "physics", &student_token, None)
+        .await
+        .expect("the student connects");
+    for client in [&mut teacher, &mut student] {
+        client
+            .wait_for(|m| matches!(m, ServerMessage::Snapshot { .. }))
+            .await
+            .expect("a snapshot follows the welcome");
+    }
+    // Both see the student join.
+    teacher
+        .wait_for_event(|e| e.actor.as_str() == "student-1" && matches!(e.body, EventBody::Joined { .. }))
+        .await
+        .expect("the teacher sees the student join");
+
+    // A student chats, raises a hand; cannot change the scene or clear the board.
+    let chat = acked(
+        student
+            .command(Command::Chat {
+                text: "Is light a wave?".into(),
+            })
+            .await
+            .expect("answered"),
+    );
+    let seen = teacher
+        .wait_for_event(|e| matches!(&e.body, EventBody::Chat { text } if text == "Is light a wave?"))
+        .await
+        .expect("the teacher sees the chat line");
+    assert_eq!(seen.seq, chat);
+    acked(student.command(Command::RaiseHand).await.expect("answered"));
+    let scene = Command::SetScene {
+        scene: Scene::WhiteboardAndCamera,
+    };
+    assert_eq!(refused(&student.command(scene.clone()).await.expect("answered")), "not_permitted");
+    assert_eq!(
+        refused(&student.command(Command::ClearBoard).await.expect("answered")),
+        "not_permitted"
+    );
+    // The teacher switches the scene and lowers all hands; the student follows.
+    acked(teacher.command(scene).await.expect("answered"));
+    acked(teacher.command(Command::LowerAllHands).await.expect("answered"));
+    student
+        .wait_for_event(|e| matches!(e.body, EventBody::AllHandsLowered))
+        .await
+        .expect("the student sees hands lowered");
+    // Granted, the student may present.
+    acked(
+        teacher
+            .command(Command::Grant {
+                participant: "student-1".parse().expect("valid"),
+                permission: Permission::Present,
+            })
+            .await
+            .expect("answered"),
+    );
+    acked(
+        student
+            .command(Command::SetScene { scene: Scene::Screen })
+            .await
+            .expect("answered"),
+    );
+
+    // The same key twice applies once and answers with the same position.
+    let key = "retry-1".parse().expect("valid key");
+    let first = acked(
+        student
+            .command_with_key(key, Command::Chat { text: "once".into() })
+            .await
+            .expect("answered"),
+    );
+    let key = "retry-1".parse().expect("valid key");
+    let again = acked(
+        student
+            .command_with_key(key, Command::Chat { text: "once".into() })
+            .await
+            .expect("answered"),
+    );
+    assert_eq!(first, again);
+
+    // Bad input gets an answer, not a dropped connection.
+    student.send_raw("{not json").await.expect("sent");
+    student
+        .wait_for(|m| matches!(m, ServerMessage::Error { code, .. } if code == "bad_message"))
+        .await
+        .expect("a bad message is answered");
+    let empty = student
+        .command(Command::Chat { text: "   ".into() })
+        .await
+        .expect("answered");
+    assert_eq!(refused(&empty), "invalid");
+
+    // The student drops; the teacher carries on; the student resumes without gaps or repeats.
+    let resume_at = student.seq;
+    student.close().await;
+    let mut missed = Vec::new();
+    for n in 0..3 {
+        missed.push(acked(
+            teacher
+                .command(Command::Chat {
+                    text: format!("while you were away {n}"),
+                })
+                .await
+                .expect("answered"),
+        ));
+    }
+    let mut student = ClassClient::connect(node.http, "physics", &student_token, Some(resume_at))
+        .await
+        .expect("the student reconnects");
+    for seq in &missed {
+        student
+            .wait_for_event(|e| e.seq == *seq)
+            .await
+            .expect("the missed events arrive");
+    }
+    assert!(student.snapshot.is_none(), "a resume sends events, not a snapshot");
+    let last_seq = teacher.seq;
+    teacher.close().await;
+    student.close().await;
+
+    // A crash (SIGKILL) loses nothing acknowledged: the restarted node's snapshot has it all.
+    let data_dir = node.kill_keeping_data();
+    let node = NodeProcess::start_in(data_dir, &[]).expect("the node restarts");
+    let mut teacher = ClassClient::connect(node.http, "physics", &teacher_token, None)
+        .await
+        .expect("the teacher reconnects");
+    teacher
+        .wait_for(|m| matches!(m, ServerMessage::Snapshot { .. }))
+        .await
+        .expect("a snapshot");
+    assert!(teacher.seq >= last_seq, "the log kept {last_seq} events, now at {}", teacher.seq);
+    let state = teacher.snapshot.clone().expect("a snapshot state");
+    assert_eq!(state["scene"], "screen");
+    let chat: Vec<&str> = state["chat"]
+        .as_array()
+        .expect("chat lines")
+        .iter()
+        .filter_map(|line| line["text"].as_str())
+        .collect();
+    for line in ["Is light a wave?", "once", "while you were away 2"] {
+        assert!(chat.contains(&line), "{line:?} survived the crash: {chat:?}");
+    }
+    assert_eq!(chat.iter().filter(|l| **l == "once").count(), 1);
+    teacher.close().await;
+    assert!(node.stop(), "the node stops cleanly");
+}
