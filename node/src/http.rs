@@ -26,12 +26,15 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::assets::{self, DECK_MANIFEST_TYPE};
 use crate::media::{MediaHandle, MediaUnavailable, RemoveOutcome};
 use crate::presence::{CLIENT_OUTBOUND_QUEUE_MAX, PresenceHandle, Who};
 use crate::sessions::{SessionsHandle, ToClient};
 use crate::sfu::{AddPeerError, PeerKind, PeerSpec};
+use crate::store::{ASSET_BYTES_MAX, Store};
 use crate::token::{Issuer, TokenError, unix_now_secs};
 use crate::web;
+use multistream_proto::session::{EventBody, Permission};
 
 /// Largest SDP offer accepted, in bytes. A browser offer with simulcast is 5–8 KiB; 64 KiB
 /// leaves room for long candidate lists and refuses anything built to waste memory.
@@ -53,6 +56,7 @@ pub struct AppState {
     pub media: MediaHandle,
     pub presence: PresenceHandle,
     pub sessions: SessionsHandle,
+    pub store: Arc<Store>,
     pub refusals: Arc<Refusals>,
     pub next_connection: Arc<AtomicU64>,
 }
@@ -164,6 +168,11 @@ pub fn router(state: AppState) -> Router {
             delete(whep_delete).patch(no_trickle),
         )
         .route("/api/sessions/{session}/join", post(join))
+        .route(
+            "/api/sessions/{session}/assets",
+            post(upload_asset).layer(axum::extract::DefaultBodyLimit::max(ASSET_BYTES_MAX)),
+        )
+        .route("/api/assets/{address}", get(download_asset))
         .route("/ws/{session}", get(classroom_socket))
         .layer(axum::middleware::map_response(cross_origin))
         .with_state(state)
@@ -317,6 +326,21 @@ async fn offer(
     }
 }
 
+/// Whether the class log says the teacher made this participant a speaker.
+async fn may_speak(state: &AppState, session: &SessionId, participant: &ParticipantId) -> bool {
+    state
+        .sessions
+        .state(session.clone())
+        .await
+        .is_some_and(|class| {
+            class.members.get(participant).is_some_and(|m| {
+                !m.removed
+                    && m.permissions
+                        .contains(&multistream_proto::session::Permission::Speak)
+            })
+        })
+}
+
 async fn offer_inner(
     state: &AppState,
     kind: PeerKind,
@@ -331,7 +355,10 @@ async fn offer_inner(
     let span = info_span!("offer", endpoint, session = %session, participant = %claims.sub);
     async move {
         let allowed = match kind {
-            PeerKind::Publisher => claims.grants.publish,
+            // The token's grant, or the teacher's promotion to speaker in the class log.
+            PeerKind::Publisher => {
+                claims.grants.publish || may_speak(state, &session, &claims.sub).await
+            }
             PeerKind::Subscriber => claims.grants.subscribe,
         };
         if !allowed {
@@ -546,6 +573,127 @@ async fn join(
     })
 }
 
+/// Stores class material (slide images, a PDF, or a deck manifest listing page images) under its
+/// SHA-256. Teachers and participants allowed to present may upload.
+async fn upload_asset(
+    State(state): State<AppState>,
+    Path(session): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let result = async {
+        let session = parse_session(&session)?;
+        let claims = authorize(&state, &headers, &session)?;
+        if claims.role != Role::Teacher {
+            let presenter = state.sessions.state(session.clone()).await.is_some_and(|class| {
+                class.members.get(&claims.sub).is_some_and(|m| {
+                    !m.removed
+                        && m.permissions
+                            .contains(&multistream_proto::session::Permission::Present)
+                })
+            });
+            if !presenter {
+                return Err(Refusal::new(
+                    StatusCode::FORBIDDEN,
+                    "not_permitted",
+                    "only the teacher or a presenter uploads class material",
+                ));
+            }
+        }
+        let Some(media_type) = assets::sniff(&body) else {
+            return Err(Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_type",
+                "upload PNG, JPEG, WebP or GIF images, a PDF, or a deck manifest",
+            ));
+        };
+        let pages = match media_type {
+            "application/pdf" => assets::pdf_pages(&body).ok_or_else(|| {
+                Refusal::new(StatusCode::BAD_REQUEST, "bad_pdf", "this PDF has no pages the node can find")
+            })?,
+            DECK_MANIFEST_TYPE => {
+                let manifest = assets::parse_manifest(&body)
+                    .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "bad_manifest", e))?;
+                for page in &manifest.pages {
+                    let stored = lookup_asset(&state, page.clone()).await?;
+                    if !stored.is_some_and(|(t, _)| t.starts_with("image/")) {
+                        return Err(Refusal::new(
+                            StatusCode::BAD_REQUEST,
+                            "missing_page",
+                            format!("page {page} is not an uploaded image; upload it first"),
+                        ));
+                    }
+                }
+                manifest.pages.len() as u32
+            }
+            _ => 1,
+        };
+        let address = assets::sha256_hex(&body);
+        let store = Arc::clone(&state.store);
+        let (stored_address, bytes) = (address.clone(), body.len());
+        tokio::task::spawn_blocking(move || store.put_asset(&stored_address, media_type, &body))
+            .await
+            .map_err(|_| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "store", "the store task failed"))?
+            .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))?;
+        info!(session = %session, participant = %claims.sub, %address, media_type, bytes, "asset stored");
+        let answer = serde_json::json!({
+            "asset": address,
+            "media_type": media_type,
+            "bytes": bytes,
+            "pages": pages,
+        });
+        Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|refusal: Refusal| {
+        refusal.as_json().counted(&state, "assets").into_response()
+    })
+}
+
+async fn lookup_asset(
+    state: &AppState,
+    address: String,
+) -> Result<Option<(String, Vec<u8>)>, Refusal> {
+    let store = Arc::clone(&state.store);
+    tokio::task::spawn_blocking(move || store.asset(&address))
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store",
+                "the store task failed",
+            )
+        })?
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))
+}
+
+/// Serves an uploaded asset by its address. Content-addressed, so cacheable for ever.
+async fn download_asset(State(state): State<AppState>, Path(address): Path<String>) -> Response {
+    if !assets::is_address(&address) {
+        return Refusal::new(StatusCode::NOT_FOUND, "not_found", "no such asset")
+            .counted(&state, "assets")
+            .into_response();
+    }
+    match lookup_asset(&state, address).await {
+        Ok(Some((media_type, bytes))) => (
+            [
+                (header::CONTENT_TYPE, media_type),
+                (
+                    header::CACHE_CONTROL,
+                    "public, max-age=31536000, immutable".to_owned(),
+                ),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(None) => Refusal::new(StatusCode::NOT_FOUND, "not_found", "no such asset")
+            .counted(&state, "assets")
+            .into_response(),
+        Err(refusal) => refusal.counted(&state, "assets").into_response(),
+    }
+}
+
 fn fresh_participant_id(role: Role) -> ParticipantId {
     format!("{}-{}", role.as_str(), crate::token::random_hex(8))
         .parse()
@@ -692,6 +840,27 @@ async fn classroom_connection(state: AppState, session: SessionId, mut socket: W
                         return;
                     }
                     Some(update) => {
+                        // The teacher's decisions about this participant take effect here too.
+                        if let ToClient::Event(event) = &update {
+                            match &event.body {
+                                EventBody::Removed { participant } if *participant == who.id => {
+                                    let _ = state.media.drop_participant(session.clone(), who.id.clone(), false);
+                                    if let Some(message) = server_message(update) {
+                                        let _ = send_json(&mut socket, &message).await;
+                                    }
+                                    close_with(socket, CLOSE_FORBIDDEN, "removed", "the teacher removed you from this class".into()).await;
+                                    state.presence.leave(connection, session).await;
+                                    state.sessions.detach(attached.client);
+                                    return;
+                                }
+                                EventBody::Revoked { participant, permission: Permission::Speak }
+                                    if *participant == who.id && !claims.grants.publish =>
+                                {
+                                    let _ = state.media.drop_participant(session.clone(), who.id.clone(), true);
+                                }
+                                _ => {}
+                            }
+                        }
                         if let Some(message) = server_message(update) {
                             ok = send_json(&mut socket, &message).await;
                         }
@@ -748,8 +917,14 @@ fn server_message(update: ToClient) -> Option<ServerMessage> {
         ToClient::Snapshot { seq, state } => ServerMessage::Snapshot { seq, state },
         ToClient::Event(event) => ServerMessage::Event { event },
         ToClient::Reply { key: None, .. } => return None,
-        ToClient::Reply { key: Some(key), result: Ok(seq) } => ServerMessage::Ack { key, seq },
-        ToClient::Reply { key: Some(key), result: Err(refusal) } => ServerMessage::Refused {
+        ToClient::Reply {
+            key: Some(key),
+            result: Ok(seq),
+        } => ServerMessage::Ack { key, seq },
+        ToClient::Reply {
+            key: Some(key),
+            result: Err(refusal),
+        } => ServerMessage::Refused {
             key,
             code: refusal.code,
             message: refusal.message,

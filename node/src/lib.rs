@@ -1,6 +1,7 @@
 //! The multistream edge node as a library: the binary in `main.rs` is a thin CLI over it, and
 //! the system tests and the load generator drive the same code.
 
+pub mod assets;
 pub mod config;
 pub mod http;
 pub mod log;

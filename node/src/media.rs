@@ -13,10 +13,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
 use crate::presence::{PresenceHandle, Who};
-use crate::udp::{MediaSocket, SocketCounters};
 use crate::sfu::{
     AddPeerError, Output, PeerId, PeerKind, PeerSpec, Sfu, SfuCounters, SfuEvent, SfuGauges,
 };
+use crate::udp::{MediaSocket, SocketCounters};
 
 /// Commands waiting for the media task. Each is a WHIP/WHEP request or a metrics scrape;
 /// when the queue is full the HTTP edge answers 503 instead of queueing without bound.
@@ -82,6 +82,13 @@ enum Command {
         requester_is_teacher: bool,
         reply: oneshot::Sender<RemoveOutcome>,
     },
+    /// Ends a participant's media: its publishers only (demoted from speaker), or everything
+    /// (removed from the class).
+    DropParticipant {
+        session: SessionId,
+        participant: ParticipantId,
+        publishers_only: bool,
+    },
     Snapshot {
         reply: oneshot::Sender<MediaSnapshot>,
     },
@@ -134,6 +141,20 @@ impl MediaHandle {
             reply,
         })?;
         answer.await.map_err(|_| MediaUnavailable::Stopped)
+    }
+
+    /// Ends a participant's publishers (or all its peers) in a session.
+    pub fn drop_participant(
+        &self,
+        session: SessionId,
+        participant: ParticipantId,
+        publishers_only: bool,
+    ) -> Result<(), MediaUnavailable> {
+        self.send(Command::DropParticipant {
+            session,
+            participant,
+            publishers_only,
+        })
     }
 
     pub async fn snapshot(&self) -> Result<MediaSnapshot, MediaUnavailable> {
@@ -360,6 +381,26 @@ impl MediaTask {
                     None => RemoveOutcome::NotFound,
                 };
                 let _ = reply.send(outcome);
+            }
+            Command::DropParticipant {
+                session,
+                participant,
+                publishers_only,
+            } => {
+                let peers: Vec<PeerId> = self
+                    .resources
+                    .values()
+                    .filter(|r| {
+                        r.session == session
+                            && r.who.id == participant
+                            && (!publishers_only || r.kind == PeerKind::Publisher)
+                    })
+                    .map(|r| r.peer)
+                    .collect();
+                for peer in peers {
+                    info!(%session, %participant, "ending a participant's media by the teacher's decision");
+                    self.sfu.remove_peer(Instant::now(), peer);
+                }
             }
             Command::Snapshot { reply } => {
                 let _ = reply.send(MediaSnapshot {

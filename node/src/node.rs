@@ -139,18 +139,22 @@ pub async fn run(
     let (media, media_thread) =
         crate::media::spawn(udp, sfu, candidate, presence.clone(), stop_rx.clone())
             .context("cannot start the media engine")?;
-    let store = Arc::new(crate::store::Store::open(&config.data_dir.join("store.redb"))?);
+    let store = Arc::new(crate::store::Store::open(
+        &config.data_dir.join("store.redb"),
+    )?);
     let node_id = NodeId(issuer.name().to_owned());
     let core = LogCore::new(node_id.clone(), vec![node_id], 1, rand_incarnation());
     // Frames for other edges go to the peer plane; a standalone node has none.
     let (peer_tx, _peer_rx) = tokio::sync::mpsc::channel(crate::sessions::SESSIONS_QUEUE_MAX);
-    let (sessions, sessions_task) = crate::sessions::spawn(core, store, peer_tx, stop_rx)
-        .context("cannot start the session logs")?;
+    let (sessions, sessions_task) =
+        crate::sessions::spawn(core, Arc::clone(&store), peer_tx, stop_rx)
+            .context("cannot start the session logs")?;
     let state = AppState {
         issuer: issuer.clone(),
         media,
         presence,
         sessions,
+        store,
         refusals: Arc::new(Refusals::default()),
         next_connection: Arc::new(AtomicU64::new(1)),
     };

@@ -37,7 +37,10 @@ pub const CLIENT_PENDING_MAX: usize = 64;
 /// What the session task sends a client connection.
 #[derive(Debug, Clone)]
 pub enum ToClient {
-    Snapshot { seq: Seq, state: serde_json::Value },
+    Snapshot {
+        seq: Seq,
+        state: serde_json::Value,
+    },
     Event(Event),
     Reply {
         key: Option<CommandKey>,
@@ -221,7 +224,12 @@ pub fn spawn(
         .spawn(move || {
             while let Ok(write) = store_rx.recv() {
                 let result = writer_store
-                    .append(&write.session, write.truncate_after, &write.events, unix_ms())
+                    .append(
+                        &write.session,
+                        write.truncate_after,
+                        &write.events,
+                        unix_ms(),
+                    )
                     .map_err(|e| e.to_string());
                 if completions
                     .blocking_send(Message::Stored {
@@ -457,8 +465,11 @@ impl Task {
                         // core refuses what waited for it.
                         warn!(%session, %error, "the store cannot take a write");
                         let now = Instant::now();
-                        self.core
-                            .handle_stored(now, &session, Err("the store is not keeping up".into()));
+                        self.core.handle_stored(
+                            now,
+                            &session,
+                            Err("the store is not keeping up".into()),
+                        );
                     }
                 }
                 LogOutput::Send { to, message } => {
@@ -476,14 +487,22 @@ impl Task {
                     if key.is_some() {
                         entry.pending = entry.pending.saturating_sub(1);
                     }
-                    if entry.outbound.try_send(ToClient::Reply { key, result }).is_err() {
+                    if entry
+                        .outbound
+                        .try_send(ToClient::Reply { key, result })
+                        .is_err()
+                    {
                         slow.push(client);
                     }
                 }
                 LogOutput::Publish { session, event } => {
                     for client in self.by_session.get(&session).into_iter().flatten() {
                         if let Some(entry) = self.clients.get(client) {
-                            if entry.outbound.try_send(ToClient::Event(event.clone())).is_err() {
+                            if entry
+                                .outbound
+                                .try_send(ToClient::Event(event.clone()))
+                                .is_err()
+                            {
                                 slow.push(*client);
                             }
                         }
@@ -506,7 +525,10 @@ impl Task {
             for client in slow {
                 // Dropping its queue closes the connection's inbound side; it reconnects and
                 // resumes from its last sequence number.
-                warn!(client = client.0, "a classroom client fell behind; dropping it");
+                warn!(
+                    client = client.0,
+                    "a classroom client fell behind; dropping it"
+                );
                 self.detach(now, client);
             }
             self.drain();

@@ -107,7 +107,10 @@ impl Store {
         let table = read.open_table(EVENTS).map_err(db_error)?;
         let mut events = Vec::new();
         let name = session.as_str();
-        for entry in table.range((name, 1)..=(name, u64::MAX)).map_err(db_error)? {
+        for entry in table
+            .range((name, 1)..=(name, u64::MAX))
+            .map_err(db_error)?
+        {
             let (key, value) = entry.map_err(db_error)?;
             let seq = key.value().1;
             let expected = events.len() as u64 + 1;
@@ -162,7 +165,12 @@ impl Store {
     }
 
     /// Stores an asset under its SHA-256; storing the same content again changes nothing.
-    pub fn put_asset(&self, sha256: &str, media_type: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    pub fn put_asset(
+        &self,
+        sha256: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
         let write = self.db.begin_write().map_err(db_error)?;
         {
             let mut assets = write.open_table(ASSETS).map_err(db_error)?;
@@ -215,10 +223,8 @@ mod tests {
     }
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "multistream-store-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("multistream-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         dir
@@ -253,8 +259,12 @@ mod tests {
         let path = dir.join("store.redb");
         {
             let store = Store::open(&path).expect("opens");
-            store.put_asset("abc", "application/pdf", b"%PDF-1.7").expect("stores");
-            store.put_asset("abc", "text/plain", b"ignored").expect("same key again");
+            store
+                .put_asset("abc", "application/pdf", b"%PDF-1.7")
+                .expect("stores");
+            store
+                .put_asset("abc", "text/plain", b"ignored")
+                .expect("same key again");
             let (media_type, bytes) = store.asset("abc").expect("reads").expect("present");
             assert_eq!(media_type, "application/pdf");
             assert_eq!(bytes, b"%PDF-1.7");

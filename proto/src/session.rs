@@ -185,26 +185,49 @@ pub struct Deck {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
-    Chat { text: String },
+    Chat {
+        text: String,
+    },
     RaiseHand,
     /// Lowers the sender's hand, or someone else's (teacher only).
-    LowerHand { participant: Option<ParticipantId> },
+    LowerHand {
+        participant: Option<ParticipantId>,
+    },
     LowerAllHands,
-    SetScene { scene: Scene },
+    SetScene {
+        scene: Scene,
+    },
     /// Makes an uploaded deck the current one, at its first page.
-    OpenDeck { deck: Deck },
+    OpenDeck {
+        deck: Deck,
+    },
     /// Shows a page of the current deck (1-based).
-    ShowPage { page: u32 },
-    Draw { stroke: Stroke },
+    ShowPage {
+        page: u32,
+    },
+    Draw {
+        stroke: Stroke,
+    },
     /// Removes one stroke (any participant's, for a presenter; one's own otherwise).
-    Erase { author: ParticipantId, stroke: u64 },
+    Erase {
+        author: ParticipantId,
+        stroke: u64,
+    },
     /// Removes the sender's most recent stroke still on the board.
     Undo,
     ClearBoard,
-    Grant { participant: ParticipantId, permission: Permission },
-    Revoke { participant: ParticipantId, permission: Permission },
+    Grant {
+        participant: ParticipantId,
+        permission: Permission,
+    },
+    Revoke {
+        participant: ParticipantId,
+        permission: Permission,
+    },
     /// Removes someone from the class (teacher only).
-    Remove { participant: ParticipantId },
+    Remove {
+        participant: ParticipantId,
+    },
 }
 
 impl Command {
@@ -234,21 +257,47 @@ impl Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {
-    Joined { name: String, role: Role },
+    Joined {
+        name: String,
+        role: Role,
+    },
     Left,
-    Chat { text: String },
+    Chat {
+        text: String,
+    },
     HandRaised,
-    HandLowered { participant: ParticipantId },
+    HandLowered {
+        participant: ParticipantId,
+    },
     AllHandsLowered,
-    SceneSet { scene: Scene },
-    DeckOpened { deck: Deck },
-    PageShown { page: u32 },
-    Drawn { stroke: Stroke },
-    Erased { author: ParticipantId, stroke: u64 },
+    SceneSet {
+        scene: Scene,
+    },
+    DeckOpened {
+        deck: Deck,
+    },
+    PageShown {
+        page: u32,
+    },
+    Drawn {
+        stroke: Stroke,
+    },
+    Erased {
+        author: ParticipantId,
+        stroke: u64,
+    },
     BoardCleared,
-    Granted { participant: ParticipantId, permission: Permission },
-    Revoked { participant: ParticipantId, permission: Permission },
-    Removed { participant: ParticipantId },
+    Granted {
+        participant: ParticipantId,
+        permission: Permission,
+    },
+    Revoked {
+        participant: ParticipantId,
+        permission: Permission,
+    },
+    Removed {
+        participant: ParticipantId,
+    },
     /// An event kind a newer edge wrote that this build does not know: kept, relayed and
     /// skipped by the fold.
     #[serde(skip)]
@@ -471,7 +520,8 @@ mod tests {
 
     #[test]
     fn an_unknown_kind_is_kept_and_a_newer_version_is_refused() {
-        let newer_kind = br#"{"v":1,"seq":4,"term":1,"at":5,"actor":"p","body":{"type":"poll_opened","q":"?"}}"#;
+        let newer_kind =
+            br#"{"v":1,"seq":4,"term":1,"at":5,"actor":"p","body":{"type":"poll_opened","q":"?"}}"#;
         let event = Event::decode(newer_kind).expect("kept");
         let EventBody::Opaque(body) = &event.body else {
             panic!("expected an opaque body, got {:?}", event.body);
@@ -483,15 +533,23 @@ mod tests {
             event
         );
 
-        let newer_version = br#"{"v":2,"seq":4,"term":1,"at":5,"actor":"p","body":{"type":"chat","text":"x"}}"#;
+        let newer_version =
+            br#"{"v":2,"seq":4,"term":1,"at":5,"actor":"p","body":{"type":"chat","text":"x"}}"#;
         let error = Event::decode(newer_version).expect_err("refused");
         assert!(
-            matches!(error, DecodeError::NewerVersion { found: 2, supported: 1 }),
+            matches!(
+                error,
+                DecodeError::NewerVersion {
+                    found: 2,
+                    supported: 1
+                }
+            ),
             "{error}"
         );
         assert!(error.to_string().contains("upgrade this node"));
 
-        let known_but_broken = br#"{"v":1,"seq":4,"term":1,"at":5,"actor":"p","body":{"type":"chat"}}"#;
+        let known_but_broken =
+            br#"{"v":1,"seq":4,"term":1,"at":5,"actor":"p","body":{"type":"chat"}}"#;
         assert!(matches!(
             Event::decode(known_but_broken),
             Err(DecodeError::Json(_))

@@ -122,7 +122,10 @@ impl ClassClient {
     }
 
     /// Reads events until one satisfies `condition`.
-    pub async fn wait_for_event(&mut self, condition: impl Fn(&Event) -> bool) -> Result<Event, String> {
+    pub async fn wait_for_event(
+        &mut self,
+        condition: impl Fn(&Event) -> bool,
+    ) -> Result<Event, String> {
         if let Some(event) = self.events.iter().find(|e| condition(e)) {
             return Ok(event.clone());
         }

@@ -275,13 +275,17 @@ impl World {
         if self.config.crashes {
             for _ in 0..self.rng.range(1, 4) {
                 let node = self.rng.range(0, self.nodes.len() as u64) as usize;
-                let when = Duration::from_millis(self.rng.range(500, self.config.chaos.as_millis() as u64));
+                let when = Duration::from_millis(
+                    self.rng.range(500, self.config.chaos.as_millis() as u64),
+                );
                 self.at(when, Happening::Crash { node });
             }
         }
         if self.config.partitions {
             for _ in 0..self.rng.range(1, 4) {
-                let when = Duration::from_millis(self.rng.range(200, self.config.chaos.as_millis() as u64));
+                let when = Duration::from_millis(
+                    self.rng.range(200, self.config.chaos.as_millis() as u64),
+                );
                 self.at(when, Happening::Partition);
             }
         }
@@ -303,7 +307,10 @@ impl World {
             .collect();
         sim_node.core = Some(core);
         let incarnation = sim_node.incarnation;
-        self.at(Duration::from_millis(100), Happening::Tick { node, incarnation });
+        self.at(
+            Duration::from_millis(100),
+            Happening::Tick { node, incarnation },
+        );
         self.drain(node)
     }
 
@@ -315,8 +322,8 @@ impl World {
                 let from_id = self.nodes[from].id.clone();
                 let target = &mut self.nodes[to];
                 if let Some(core) = target.core.as_mut() {
-                    if let PeerMessage::Follow { session, .. } | PeerMessage::Forward { session, .. } =
-                        &message
+                    if let PeerMessage::Follow { session, .. }
+                    | PeerMessage::Forward { session, .. } = &message
                     {
                         if !core.is_open(session) {
                             let stored = target.store.get(session).cloned().unwrap_or_default();
@@ -503,7 +510,8 @@ impl World {
             (None, Ok(_)) => self.clients[client].joined = true,
             (Some(key), Ok(seq)) => {
                 let actor = self.clients[client].actor.clone();
-                if let Some(previous) = self.acknowledged.insert((actor.clone(), key.clone()), seq) {
+                if let Some(previous) = self.acknowledged.insert((actor.clone(), key.clone()), seq)
+                {
                     if previous != seq {
                         return Err(format!(
                             "{actor}'s command {key} was acknowledged at {previous} and again at {seq}"
@@ -511,7 +519,11 @@ impl World {
                     }
                 }
                 self.report.acknowledged += 1;
-                if self.clients[client].todo.first().is_some_and(|(k, _)| k == key) {
+                if self.clients[client]
+                    .todo
+                    .first()
+                    .is_some_and(|(k, _)| k == key)
+                {
                     self.clients[client].todo.remove(0);
                 }
             }
@@ -537,7 +549,10 @@ impl World {
     /// Moves a node's outputs into the world.
     fn drain(&mut self, node: usize) -> Result<(), String> {
         loop {
-            let Some(output) = self.nodes[node].core.as_mut().and_then(LogCore::poll_output)
+            let Some(output) = self.nodes[node]
+                .core
+                .as_mut()
+                .and_then(LogCore::poll_output)
             else {
                 return Ok(());
             };
@@ -564,14 +579,21 @@ impl World {
                     let Some(to) = self.nodes.iter().position(|n| n.id == to) else {
                         continue;
                     };
-                    if self.cut.contains(&(node, to)) || (!self.healed && self.rng.chance(self.config.drop)) {
+                    if self.cut.contains(&(node, to))
+                        || (!self.healed && self.rng.chance(self.config.drop))
+                    {
                         self.report.frames_dropped += 1;
                         continue;
                     }
-                    let copies = if !self.healed && self.rng.chance(self.config.duplicate) { 2 } else { 1 };
+                    let copies = if !self.healed && self.rng.chance(self.config.duplicate) {
+                        2
+                    } else {
+                        1
+                    };
                     for _ in 0..copies {
                         let delay = Duration::from_micros(
-                            self.rng.range(100, self.config.max_delay.as_micros() as u64),
+                            self.rng
+                                .range(100, self.config.max_delay.as_micros() as u64),
                         );
                         self.at(
                             delay,
@@ -589,7 +611,10 @@ impl World {
                     result,
                 } => self.on_reply(node, client, key, result)?,
                 LogOutput::Publish { session, event } => {
-                    let last = self.nodes[node].published.entry(session.clone()).or_default();
+                    let last = self.nodes[node]
+                        .published
+                        .entry(session.clone())
+                        .or_default();
                     if event.seq != last.next() {
                         return Err(format!(
                             "node {node} published {} of {session} after {}: a gap or a repeat",
@@ -629,7 +654,11 @@ impl World {
             let Some(home) = self.home_index(&session) else {
                 continue;
             };
-            let home_log = self.nodes[home].store.get(&session).cloned().unwrap_or_default();
+            let home_log = self.nodes[home]
+                .store
+                .get(&session)
+                .cloned()
+                .unwrap_or_default();
             for (index, node) in self.nodes.iter().enumerate() {
                 let log = node.store.get(&session).cloned().unwrap_or_default();
                 if log.len() > home_log.len() || log[..] != home_log[..log.len()] {
@@ -654,7 +683,12 @@ impl World {
             };
             let head = self.nodes[home].store.get(session).map(Vec::len);
             self.nodes.iter().enumerate().all(|(i, n)| {
-                let interested = i == home || self.clients.iter().any(|c| c.node == i && c.session == *session) || n.store.contains_key(session);
+                let interested = i == home
+                    || self
+                        .clients
+                        .iter()
+                        .any(|c| c.node == i && c.session == *session)
+                    || n.store.contains_key(session);
                 !interested || n.store.get(session).map(Vec::len) == head
             })
         })
@@ -665,7 +699,15 @@ impl World {
             .clients
             .iter()
             .filter(|c| !c.todo.is_empty() || !c.joined)
-            .map(|c| format!("{} ({} left, joined {}, on node {})", c.actor, c.todo.len(), c.joined, c.node))
+            .map(|c| {
+                format!(
+                    "{} ({} left, joined {}, on node {})",
+                    c.actor,
+                    c.todo.len(),
+                    c.joined,
+                    c.node
+                )
+            })
             .collect();
         let logs: Vec<String> = self
             .sessions()
@@ -679,20 +721,31 @@ impl World {
                 format!("{s}: {}", lens.join("/"))
             })
             .collect();
-        format!("clients waiting: [{}]; stored logs: [{}]", waiting.join(", "), logs.join("; "))
+        format!(
+            "clients waiting: [{}]; stored logs: [{}]",
+            waiting.join(", "),
+            logs.join("; ")
+        )
     }
 
     fn check_final(&mut self) -> Result<(), String> {
         self.check_prefixes()?;
         for session in self.sessions() {
             let home = self.home_index(&session).ok_or("no node is up")?;
-            let log = self.nodes[home].store.get(&session).cloned().unwrap_or_default();
+            let log = self.nodes[home]
+                .store
+                .get(&session)
+                .cloned()
+                .unwrap_or_default();
             self.report.events += log.len() as u64;
             let mut seen = HashSet::new();
             for event in &log {
                 if let Some(key) = &event.key {
                     if !seen.insert((event.actor.clone(), key.clone())) {
-                        return Err(format!("{}'s command {key} was applied twice in {session}", event.actor));
+                        return Err(format!(
+                            "{}'s command {key} was applied twice in {session}",
+                            event.actor
+                        ));
                     }
                 }
             }
@@ -703,7 +756,9 @@ impl World {
                     continue;
                 };
                 if stored != &log {
-                    return Err(format!("node {index}'s log of {session} differs from the home's after healing"));
+                    return Err(format!(
+                        "node {index}'s log of {session} differs from the home's after healing"
+                    ));
                 }
                 let Some(core) = node.core.as_ref() else {
                     continue;
@@ -723,7 +778,9 @@ impl World {
                 match &digest {
                     None => digest = Some(state.clone()),
                     Some(first) if first != state => {
-                        return Err(format!("node {index}'s state of {session} differs after healing"));
+                        return Err(format!(
+                            "node {index}'s state of {session} differs after healing"
+                        ));
                     }
                     Some(_) => {}
                 }
@@ -737,13 +794,19 @@ impl World {
                 .ok_or("an acknowledged actor without a client")?
                 .session;
             let home = self.home_index(session).ok_or("no node is up")?;
-            let log = self.nodes[home].store.get(session).cloned().unwrap_or_default();
+            let log = self.nodes[home]
+                .store
+                .get(session)
+                .cloned()
+                .unwrap_or_default();
             let found = log.get(seq.0 as usize - 1);
             // Every scripted command changes the class (hands go up before they come down, the
             // scene cycles), so each acknowledged one must be in the log where it was promised.
             let at_seq = found.is_some_and(|e| &e.actor == actor && e.key.as_ref() == Some(key));
             if !at_seq {
-                return Err(format!("{actor}'s acknowledged command {key} is not at {seq} in {session}'s log"));
+                return Err(format!(
+                    "{actor}'s acknowledged command {key} is not at {seq} in {session}'s log"
+                ));
             }
         }
         Ok(())

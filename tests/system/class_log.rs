@@ -54,7 +54,9 @@ async fn a_class_runs_on_its_log_resumes_and_survives_a_crash() {
     }
     // Both see the student join.
     teacher
-        .wait_for_event(|e| e.actor.as_str() == "student-1" && matches!(e.body, EventBody::Joined { .. }))
+        .wait_for_event(|e| {
+            e.actor.as_str() == "student-1" && matches!(e.body, EventBody::Joined { .. })
+        })
         .await
         .expect("the teacher sees the student join");
 
@@ -68,7 +70,9 @@ async fn a_class_runs_on_its_log_resumes_and_survives_a_crash() {
             .expect("answered"),
     );
     let seen = teacher
-        .wait_for_event(|e| matches!(&e.body, EventBody::Chat { text } if text == "Is light a wave?"))
+        .wait_for_event(
+            |e| matches!(&e.body, EventBody::Chat { text } if text == "Is light a wave?"),
+        )
         .await
         .expect("the teacher sees the chat line");
     assert_eq!(seen.seq, chat);
@@ -76,14 +80,27 @@ async fn a_class_runs_on_its_log_resumes_and_survives_a_crash() {
     let scene = Command::SetScene {
         scene: Scene::WhiteboardAndCamera,
     };
-    assert_eq!(refused(&student.command(scene.clone()).await.expect("answered")), "not_permitted");
     assert_eq!(
-        refused(&student.command(Command::ClearBoard).await.expect("answered")),
+        refused(&student.command(scene.clone()).await.expect("answered")),
+        "not_permitted"
+    );
+    assert_eq!(
+        refused(
+            &student
+                .command(Command::ClearBoard)
+                .await
+                .expect("answered")
+        ),
         "not_permitted"
     );
     // The teacher switches the scene and lowers all hands; the student follows.
     acked(teacher.command(scene).await.expect("answered"));
-    acked(teacher.command(Command::LowerAllHands).await.expect("answered"));
+    acked(
+        teacher
+            .command(Command::LowerAllHands)
+            .await
+            .expect("answered"),
+    );
     student
         .wait_for_event(|e| matches!(e.body, EventBody::AllHandsLowered))
         .await
@@ -100,7 +117,9 @@ async fn a_class_runs_on_its_log_resumes_and_survives_a_crash() {
     );
     acked(
         student
-            .command(Command::SetScene { scene: Scene::Screen })
+            .command(Command::SetScene {
+                scene: Scene::Screen,
+            })
             .await
             .expect("answered"),
     );
@@ -109,14 +128,24 @@ async fn a_class_runs_on_its_log_resumes_and_survives_a_crash() {
     let key = "retry-1".parse().expect("valid key");
     let first = acked(
         student
-            .command_with_key(key, Command::Chat { text: "once".into() })
+            .command_with_key(
+                key,
+                Command::Chat {
+                    text: "once".into(),
+                },
+            )
             .await
             .expect("answered"),
     );
     let key = "retry-1".parse().expect("valid key");
     let again = acked(
         student
-            .command_with_key(key, Command::Chat { text: "once".into() })
+            .command_with_key(
+                key,
+                Command::Chat {
+                    text: "once".into(),
+                },
+            )
             .await
             .expect("answered"),
     );
@@ -157,7 +186,10 @@ async fn a_class_runs_on_its_log_resumes_and_survives_a_crash() {
             .await
             .expect("the missed events arrive");
     }
-    assert!(student.snapshot.is_none(), "a resume sends events, not a snapshot");
+    assert!(
+        student.snapshot.is_none(),
+        "a resume sends events, not a snapshot"
+    );
     let last_seq = teacher.seq;
     teacher.close().await;
     student.close().await;
@@ -172,7 +204,11 @@ async fn a_class_runs_on_its_log_resumes_and_survives_a_crash() {
         .wait_for(|m| matches!(m, ServerMessage::Snapshot { .. }))
         .await
         .expect("a snapshot");
-    assert!(teacher.seq >= last_seq, "the log kept {last_seq} events, now at {}", teacher.seq);
+    assert!(
+        teacher.seq >= last_seq,
+        "the log kept {last_seq} events, now at {}",
+        teacher.seq
+    );
     let state = teacher.snapshot.clone().expect("a snapshot state");
     assert_eq!(state["scene"], "screen");
     let chat: Vec<&str> = state["chat"]
@@ -182,9 +218,110 @@ async fn a_class_runs_on_its_log_resumes_and_survives_a_crash() {
         .filter_map(|line| line["text"].as_str())
         .collect();
     for line in ["Is light a wave?", "once", "while you were away 2"] {
-        assert!(chat.contains(&line), "{line:?} survived the crash: {chat:?}");
+        assert!(
+            chat.contains(&line),
+            "{line:?} survived the crash: {chat:?}"
+        );
     }
     assert_eq!(chat.iter().filter(|l| **l == "once").count(), 1);
     teacher.close().await;
     assert!(node.stop(), "the node stops cleanly");
+}
+
+#[tokio::test]
+async fn slides_upload_by_content_and_only_for_presenters() {
+    use multistream_tests::http::request;
+    let node = NodeProcess::start("class-assets").expect("the node starts");
+    let teacher = token(&node, "teacher-1", Role::Teacher);
+    let student = token(&node, "student-1", Role::Student);
+    let auth = |token: &str| format!("Bearer {token}");
+    let path = "/api/sessions/physics/assets";
+    // A tiny PNG (header only is enough for type checking).
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDRslide-one";
+    let bearer = auth(&teacher);
+    let stored = request(node.http, "POST", path, &[("Authorization", &bearer)], png)
+        .await
+        .expect("uploads");
+    assert_eq!(stored.status, 201, "{}", stored.body);
+    let answer: serde_json::Value = serde_json::from_str(&stored.body).expect("json");
+    let page = answer["asset"].as_str().expect("an address").to_owned();
+    assert_eq!(answer["media_type"], "image/png");
+    let fetched = request(node.http, "GET", &format!("/api/assets/{page}"), &[], b"")
+        .await
+        .expect("downloads");
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.header("content-type"), Some("image/png"));
+    assert!(
+        fetched
+            .header("cache-control")
+            .is_some_and(|v| v.contains("immutable"))
+    );
+
+    // A deck manifest naming uploaded pages; a page that was never uploaded is refused.
+    let manifest = format!(r#"{{"title":"Optics","pages":["{page}","{page}"]}}"#);
+    let deck = request(
+        node.http,
+        "POST",
+        path,
+        &[("Authorization", &bearer)],
+        manifest.as_bytes(),
+    )
+    .await
+    .expect("uploads");
+    assert_eq!(deck.status, 201, "{}", deck.body);
+    assert!(deck.body.contains(r#""pages":2"#), "{}", deck.body);
+    let missing = format!(r#"{{"title":"x","pages":["{}"]}}"#, "b".repeat(64));
+    let refused = request(
+        node.http,
+        "POST",
+        path,
+        &[("Authorization", &bearer)],
+        missing.as_bytes(),
+    )
+    .await
+    .expect("answers");
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("missing_page"), "{}", refused.body);
+
+    // Not an accepted type; not a presenter; no token; unknown asset.
+    let svg = request(
+        node.http,
+        "POST",
+        path,
+        &[("Authorization", &bearer)],
+        b"<svg onload=alert(1)>",
+    )
+    .await
+    .expect("answers");
+    assert_eq!(svg.status, 415);
+    let student_bearer = auth(&student);
+    let by_student = request(
+        node.http,
+        "POST",
+        path,
+        &[("Authorization", &student_bearer)],
+        png,
+    )
+    .await
+    .expect("answers");
+    assert_eq!(by_student.status, 403, "{}", by_student.body);
+    let anonymous = request(node.http, "POST", path, &[], png)
+        .await
+        .expect("answers");
+    assert_eq!(anonymous.status, 401);
+    let unknown = request(
+        node.http,
+        "GET",
+        &format!("/api/assets/{}", "c".repeat(64)),
+        &[],
+        b"",
+    )
+    .await
+    .expect("answers");
+    assert_eq!(unknown.status, 404);
+    let traversal = request(node.http, "GET", "/api/assets/..%2F..%2Fetc", &[], b"")
+        .await
+        .expect("answers");
+    assert_eq!(traversal.status, 404);
+    assert!(node.stop());
 }

@@ -32,7 +32,9 @@ fn seeded_sweep_keeps_every_acknowledged_event_once_and_converges() {
                 partitions += report.partitions;
             }
             Err(problem) => {
-                eprintln!("seed {seed} failed: {problem}\n  replay: MULTISTREAM_SIM_SEED={seed} cargo test -p multistream-tests --test system replication");
+                eprintln!(
+                    "seed {seed} failed: {problem}\n  replay: MULTISTREAM_SIM_SEED={seed} cargo test -p multistream-tests --test system replication"
+                );
                 failures.push(seed);
             }
         }
@@ -42,5 +44,8 @@ fn seeded_sweep_keeps_every_acknowledged_event_once_and_converges() {
         seeds.len()
     );
     assert!(failures.is_empty(), "failing seeds: {failures:?}");
-    assert!(acknowledged > 0 && crashes > 0 && partitions > 0, "the sweep exercised nothing");
+    assert!(
+        acknowledged > 0 && crashes > 0 && partitions > 0,
+        "the sweep exercised nothing"
+    );
 }

@@ -17,7 +17,9 @@ const FORBIDDEN_IN_CORES: [&str; 9] = [
 
 /// Checks every module of the core in `dir` (relative to the node crate); returns how many.
 fn check_core(dir: &str) -> usize {
-    let core = Path::new(env!("CARGO_MANIFEST_DIR")).join("../node/src").join(dir);
+    let core = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../node/src")
+        .join(dir);
     let mut checked = 0;
     for entry in std::fs::read_dir(&core).expect("the core's directory exists") {
         let path = entry.expect("readable").path();
@@ -38,11 +40,17 @@ fn check_core(dir: &str) -> usize {
 #[test]
 fn the_sfu_core_does_no_io_and_reads_no_clock() {
     let checked = check_core("sfu");
-    assert!(checked >= 4, "expected the SFU core's modules, found {checked}");
+    assert!(
+        checked >= 4,
+        "expected the SFU core's modules, found {checked}"
+    );
 }
 
 #[test]
 fn the_session_log_core_does_no_io_and_reads_no_clock() {
     let checked = check_core("log");
-    assert!(checked >= 2, "expected the log core's modules, found {checked}");
+    assert!(
+        checked >= 2,
+        "expected the log core's modules, found {checked}"
+    );
 }

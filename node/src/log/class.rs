@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use multistream_proto::session::{
-    BOARD_EXTENT, CHAT_CHARS_MAX, Command, CommandKey, DECK_PAGES_MAX, Deck, EventBody,
-    Permission, STROKE_POINTS_MAX, Scene, Seq, Stroke,
+    BOARD_EXTENT, CHAT_CHARS_MAX, Command, CommandKey, DECK_PAGES_MAX, Deck, EventBody, Permission,
+    STROKE_POINTS_MAX, Scene, Seq, Stroke,
 };
 use multistream_proto::{ParticipantId, Role};
 use serde::Serialize;
@@ -125,16 +125,13 @@ impl ClassState {
         let actor = &event.actor;
         match &event.body {
             EventBody::Joined { name, role } => {
-                let member = self
-                    .members
-                    .entry(actor.clone())
-                    .or_insert_with(|| Member {
-                        name: name.clone(),
-                        role: *role,
-                        present: true,
-                        removed: false,
-                        permissions: BTreeSet::new(),
-                    });
+                let member = self.members.entry(actor.clone()).or_insert_with(|| Member {
+                    name: name.clone(),
+                    role: *role,
+                    present: true,
+                    removed: false,
+                    permissions: BTreeSet::new(),
+                });
                 member.name.clone_from(name);
                 member.present = true;
             }
@@ -253,7 +250,9 @@ impl ClassState {
         match command {
             Command::Chat { text } => {
                 if member.role == Role::Guest {
-                    return Err(not_permitted("guests can read the chat but not write in it"));
+                    return Err(not_permitted(
+                        "guests can read the chat but not write in it",
+                    ));
                 }
                 let text = text.trim();
                 if text.is_empty() {
@@ -297,7 +296,9 @@ impl ClassState {
             }
             Command::SetScene { scene } => {
                 if !member.may(Permission::Present) {
-                    return Err(not_permitted("only the teacher or a presenter changes the scene"));
+                    return Err(not_permitted(
+                        "only the teacher or a presenter changes the scene",
+                    ));
                 }
                 if self.scene == *scene {
                     return Ok(None);
@@ -306,7 +307,9 @@ impl ClassState {
             }
             Command::OpenDeck { deck } => {
                 if !member.may(Permission::Present) {
-                    return Err(not_permitted("only the teacher or a presenter opens slides"));
+                    return Err(not_permitted(
+                        "only the teacher or a presenter opens slides",
+                    ));
                 }
                 if deck.asset.len() != 64
                     || !deck
@@ -314,7 +317,9 @@ impl ClassState {
                         .chars()
                         .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
                 {
-                    return Err(invalid("a deck is named by the lowercase hex SHA-256 of its file"));
+                    return Err(invalid(
+                        "a deck is named by the lowercase hex SHA-256 of its file",
+                    ));
                 }
                 if deck.pages == 0 || deck.pages > DECK_PAGES_MAX {
                     return Err(invalid(format!(
@@ -329,7 +334,9 @@ impl ClassState {
             }
             Command::ShowPage { page } => {
                 if !member.may(Permission::Present) {
-                    return Err(not_permitted("only the teacher or a presenter turns slides"));
+                    return Err(not_permitted(
+                        "only the teacher or a presenter turns slides",
+                    ));
                 }
                 let Some(deck) = &self.deck else {
                     return Err(Refusal::new("not_found", "no slides are open"));
@@ -347,7 +354,9 @@ impl ClassState {
             }
             Command::Draw { stroke } => {
                 if !member.may(Permission::Draw) {
-                    return Err(not_permitted("drawing on the whiteboard needs the teacher's permission"));
+                    return Err(not_permitted(
+                        "drawing on the whiteboard needs the teacher's permission",
+                    ));
                 }
                 check_stroke(stroke)?;
                 if self.board.len() >= BOARD_STROKES_MAX {
@@ -389,19 +398,26 @@ impl ClassState {
             }
             Command::Undo => {
                 if !member.may(Permission::Draw) {
-                    return Err(not_permitted("drawing on the whiteboard needs the teacher's permission"));
+                    return Err(not_permitted(
+                        "drawing on the whiteboard needs the teacher's permission",
+                    ));
                 }
                 match self.board.iter().rev().find(|s| s.author == *actor) {
                     Some(last) => Ok(Some(EventBody::Erased {
                         author: actor.clone(),
                         stroke: last.stroke.id,
                     })),
-                    None => Err(Refusal::new("not_found", "you have nothing on the board to undo")),
+                    None => Err(Refusal::new(
+                        "not_found",
+                        "you have nothing on the board to undo",
+                    )),
                 }
             }
             Command::ClearBoard => {
                 if !member.may(Permission::Present) {
-                    return Err(not_permitted("only the teacher or a presenter clears the board"));
+                    return Err(not_permitted(
+                        "only the teacher or a presenter clears the board",
+                    ));
                 }
                 if self.board.is_empty() {
                     return Ok(None);
@@ -417,10 +433,15 @@ impl ClassState {
                 permission,
             } => {
                 if !teacher {
-                    return Err(not_permitted("only the teacher grants and revokes permissions"));
+                    return Err(not_permitted(
+                        "only the teacher grants and revokes permissions",
+                    ));
                 }
                 let Some(target) = self.members.get(participant).filter(|m| !m.removed) else {
-                    return Err(Refusal::new("not_found", format!("{participant} is not in this class")));
+                    return Err(Refusal::new(
+                        "not_found",
+                        format!("{participant} is not in this class"),
+                    ));
                 };
                 let grant = matches!(command, Command::Grant { .. });
                 if target.permissions.contains(permission) == grant {
@@ -443,7 +464,10 @@ impl ClassState {
                     return Err(not_permitted("only the teacher removes participants"));
                 }
                 let Some(target) = self.members.get(participant) else {
-                    return Err(Refusal::new("not_found", format!("{participant} is not in this class")));
+                    return Err(Refusal::new(
+                        "not_found",
+                        format!("{participant} is not in this class"),
+                    ));
                 };
                 if target.role == Role::Teacher {
                     return Err(not_permitted("a teacher cannot be removed from the class"));
@@ -505,12 +529,19 @@ mod tests {
             let mut class = Class {
                 state: ClassState::default(),
             };
-            for (who, role) in [("t", Role::Teacher), ("s", Role::Student), ("g", Role::Guest)] {
+            for (who, role) in [
+                ("t", Role::Teacher),
+                ("s", Role::Student),
+                ("g", Role::Guest),
+            ] {
                 class
-                    .request(who, Request::Join {
-                        name: who.to_uppercase(),
-                        role,
-                    })
+                    .request(
+                        who,
+                        Request::Join {
+                            name: who.to_uppercase(),
+                            role,
+                        },
+                    )
                     .expect("joins");
             }
             class
@@ -558,33 +589,58 @@ mod tests {
             scene: Scene::WhiteboardAndCamera,
         };
         assert_eq!(code(class.command("s", scene.clone())), "not_permitted");
-        assert_eq!(code(class.command("s", Command::ClearBoard)), "not_permitted");
-        assert_eq!(code(class.command("s", Command::ShowPage { page: 2 })), "not_permitted");
         assert_eq!(
-            code(class.command("s", Command::Grant {
-                participant: id("s"),
-                permission: Permission::Present,
-            })),
+            code(class.command("s", Command::ClearBoard)),
+            "not_permitted"
+        );
+        assert_eq!(
+            code(class.command("s", Command::ShowPage { page: 2 })),
+            "not_permitted"
+        );
+        assert_eq!(
+            code(class.command(
+                "s",
+                Command::Grant {
+                    participant: id("s"),
+                    permission: Permission::Present,
+                }
+            )),
             "not_permitted"
         );
         class
-            .command("t", Command::Grant {
-                participant: id("s"),
-                permission: Permission::Present,
-            })
+            .command(
+                "t",
+                Command::Grant {
+                    participant: id("s"),
+                    permission: Permission::Present,
+                },
+            )
             .expect("the teacher grants");
-        assert!(class.command("s", scene.clone()).expect("now allowed").is_some());
+        assert!(
+            class
+                .command("s", scene.clone())
+                .expect("now allowed")
+                .is_some()
+        );
         assert_eq!(class.state.scene, Scene::WhiteboardAndCamera);
         // The same scene again changes nothing.
         assert_eq!(class.command("t", scene).expect("allowed"), None);
         class
-            .command("t", Command::Revoke {
-                participant: id("s"),
-                permission: Permission::Present,
-            })
+            .command(
+                "t",
+                Command::Revoke {
+                    participant: id("s"),
+                    permission: Permission::Present,
+                },
+            )
             .expect("revoked");
         assert_eq!(
-            code(class.command("s", Command::SetScene { scene: Scene::Camera })),
+            code(class.command(
+                "s",
+                Command::SetScene {
+                    scene: Scene::Camera
+                }
+            )),
             "not_permitted"
         );
     }
@@ -592,41 +648,89 @@ mod tests {
     #[test]
     fn chat_is_checked_and_guests_only_read() {
         let mut class = Class::new();
-        assert!(class.command("s", Command::Chat { text: " hello ".into() }).is_ok());
-        assert_eq!(class.state.chat.back().map(|l| l.text.as_str()), Some("hello"));
-        assert_eq!(code(class.command("g", Command::Chat { text: "hi".into() })), "not_permitted");
-        assert_eq!(code(class.command("s", Command::Chat { text: "  ".into() })), "invalid");
+        assert!(
+            class
+                .command(
+                    "s",
+                    Command::Chat {
+                        text: " hello ".into()
+                    }
+                )
+                .is_ok()
+        );
+        assert_eq!(
+            class.state.chat.back().map(|l| l.text.as_str()),
+            Some("hello")
+        );
+        assert_eq!(
+            code(class.command("g", Command::Chat { text: "hi".into() })),
+            "not_permitted"
+        );
+        assert_eq!(
+            code(class.command("s", Command::Chat { text: "  ".into() })),
+            "invalid"
+        );
         let long = "x".repeat(CHAT_CHARS_MAX + 1);
-        assert_eq!(code(class.command("s", Command::Chat { text: long })), "invalid");
-        assert_eq!(code(class.command("nobody", Command::Chat { text: "hi".into() })), "not_in_class");
+        assert_eq!(
+            code(class.command("s", Command::Chat { text: long })),
+            "invalid"
+        );
+        assert_eq!(
+            code(class.command("nobody", Command::Chat { text: "hi".into() })),
+            "not_in_class"
+        );
     }
 
     #[test]
     fn whiteboard_drawing_needs_permission_and_undo_takes_back_ones_own() {
         let mut class = Class::new();
-        assert_eq!(code(class.command("s", Command::Draw { stroke: stroke(1) })), "not_permitted");
+        assert_eq!(
+            code(class.command("s", Command::Draw { stroke: stroke(1) })),
+            "not_permitted"
+        );
         class
-            .command("t", Command::Grant {
-                participant: id("s"),
-                permission: Permission::Draw,
-            })
+            .command(
+                "t",
+                Command::Grant {
+                    participant: id("s"),
+                    permission: Permission::Draw,
+                },
+            )
             .expect("granted");
-        class.command("s", Command::Draw { stroke: stroke(1) }).expect("draws");
-        class.command("t", Command::Draw { stroke: stroke(1) }).expect("same id, other author");
-        class.command("s", Command::Draw { stroke: stroke(2) }).expect("draws");
-        assert_eq!(code(class.command("s", Command::Draw { stroke: stroke(2) })), "conflict");
+        class
+            .command("s", Command::Draw { stroke: stroke(1) })
+            .expect("draws");
+        class
+            .command("t", Command::Draw { stroke: stroke(1) })
+            .expect("same id, other author");
+        class
+            .command("s", Command::Draw { stroke: stroke(2) })
+            .expect("draws");
+        assert_eq!(
+            code(class.command("s", Command::Draw { stroke: stroke(2) })),
+            "conflict"
+        );
         let mut bad = stroke(3);
         bad.points.push(Point(10_001, 0));
-        assert_eq!(code(class.command("s", Command::Draw { stroke: bad })), "invalid");
+        assert_eq!(
+            code(class.command("s", Command::Draw { stroke: bad })),
+            "invalid"
+        );
         let mut bad = stroke(3);
         bad.color = "red".into();
-        assert_eq!(code(class.command("s", Command::Draw { stroke: bad })), "invalid");
+        assert_eq!(
+            code(class.command("s", Command::Draw { stroke: bad })),
+            "invalid"
+        );
         // A student erases only its own strokes.
         assert_eq!(
-            code(class.command("s", Command::Erase {
-                author: id("t"),
-                stroke: 1,
-            })),
+            code(class.command(
+                "s",
+                Command::Erase {
+                    author: id("t"),
+                    stroke: 1,
+                }
+            )),
             "not_permitted"
         );
         class.command("s", Command::Undo).expect("undo");
@@ -650,19 +754,53 @@ mod tests {
         class.command("g", Command::RaiseHand).expect("raises");
         assert_eq!(class.state.hands, vec![id("s"), id("g")]);
         assert_eq!(
-            code(class.command("s", Command::LowerHand {
-                participant: Some(id("g")),
-            })),
+            code(class.command(
+                "s",
+                Command::LowerHand {
+                    participant: Some(id("g")),
+                }
+            )),
             "not_permitted"
         );
-        assert_eq!(code(class.command("s", Command::LowerAllHands)), "not_permitted");
-        class.command("t", Command::LowerAllHands).expect("lowers all");
+        assert_eq!(
+            code(class.command("s", Command::LowerAllHands)),
+            "not_permitted"
+        );
+        class
+            .command("t", Command::LowerAllHands)
+            .expect("lowers all");
         assert!(class.state.hands.is_empty());
 
-        assert_eq!(code(class.command("s", Command::Remove { participant: id("g") })), "not_permitted");
-        assert_eq!(code(class.command("t", Command::Remove { participant: id("t") })), "not_permitted");
-        class.command("t", Command::Remove { participant: id("g") }).expect("removes");
-        assert_eq!(code(class.command("g", Command::RaiseHand)), "not_permitted");
+        assert_eq!(
+            code(class.command(
+                "s",
+                Command::Remove {
+                    participant: id("g")
+                }
+            )),
+            "not_permitted"
+        );
+        assert_eq!(
+            code(class.command(
+                "t",
+                Command::Remove {
+                    participant: id("t")
+                }
+            )),
+            "not_permitted"
+        );
+        class
+            .command(
+                "t",
+                Command::Remove {
+                    participant: id("g"),
+                },
+            )
+            .expect("removes");
+        assert_eq!(
+            code(class.command("g", Command::RaiseHand)),
+            "not_permitted"
+        );
         let rejoin = Request::Join {
             name: "G".into(),
             role: Role::Guest,
@@ -673,22 +811,38 @@ mod tests {
     #[test]
     fn slides_open_at_page_one_and_pages_stay_in_range() {
         let mut class = Class::new();
-        assert_eq!(code(class.command("t", Command::ShowPage { page: 1 })), "not_found");
+        assert_eq!(
+            code(class.command("t", Command::ShowPage { page: 1 })),
+            "not_found"
+        );
         let deck = Deck {
             asset: "0f".repeat(32),
             title: "Optics.pdf".into(),
             pages: 3,
         };
-        class.command("t", Command::OpenDeck { deck }).expect("opens");
+        class
+            .command("t", Command::OpenDeck { deck })
+            .expect("opens");
         assert_eq!(class.state.page, 1);
-        class.command("t", Command::ShowPage { page: 3 }).expect("turns");
-        assert_eq!(code(class.command("t", Command::ShowPage { page: 4 })), "invalid");
-        assert_eq!(code(class.command("t", Command::ShowPage { page: 0 })), "invalid");
+        class
+            .command("t", Command::ShowPage { page: 3 })
+            .expect("turns");
+        assert_eq!(
+            code(class.command("t", Command::ShowPage { page: 4 })),
+            "invalid"
+        );
+        assert_eq!(
+            code(class.command("t", Command::ShowPage { page: 0 })),
+            "invalid"
+        );
         let bad = Deck {
             asset: "not-a-hash".into(),
             title: "x".into(),
             pages: 1,
         };
-        assert_eq!(code(class.command("t", Command::OpenDeck { deck: bad })), "invalid");
+        assert_eq!(
+            code(class.command("t", Command::OpenDeck { deck: bad })),
+            "invalid"
+        );
     }
 }

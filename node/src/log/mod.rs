@@ -30,8 +30,8 @@ pub mod class;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use multistream_proto::SessionId;
 use multistream_proto::ParticipantId;
+use multistream_proto::SessionId;
 use multistream_proto::session::{CommandKey, Event, Seq, Term};
 use serde::{Deserialize, Serialize};
 
@@ -142,7 +142,10 @@ pub enum LogOutput {
         truncate_after: Option<Seq>,
         events: Vec<Event>,
     },
-    Send { to: NodeId, message: PeerMessage },
+    Send {
+        to: NodeId,
+        message: PeerMessage,
+    },
     /// The answer to a client's request. `Ok` carries the sequence number the request was applied
     /// at (or the log's head, when it changed nothing).
     Reply {
@@ -151,9 +154,14 @@ pub enum LogOutput {
         result: Result<Seq, Refusal>,
     },
     /// A durable event, in order, for the session's clients on this edge.
-    Publish { session: SessionId, event: Event },
+    Publish {
+        session: SessionId,
+        event: Event,
+    },
     /// The session's log was cut back (a divergent suffix dropped): clients must resynchronize.
-    Reset { session: SessionId },
+    Reset {
+        session: SessionId,
+    },
 }
 
 /// Counters for `/metrics`.
@@ -386,7 +394,10 @@ impl LogCore {
             self.outputs.push_back(LogOutput::Reply {
                 client,
                 key,
-                result: Err(Refusal::new("unknown_session", "this session is not open here")),
+                result: Err(Refusal::new(
+                    "unknown_session",
+                    "this session is not open here",
+                )),
             });
             return;
         };
@@ -436,7 +447,11 @@ impl LogCore {
             return;
         };
         let answer = |outputs: &mut VecDeque<LogOutput>, origin: Origin, result| match origin {
-            Origin::Client(client, key) => outputs.push_back(LogOutput::Reply { client, key, result }),
+            Origin::Client(client, key) => outputs.push_back(LogOutput::Reply {
+                client,
+                key,
+                result,
+            }),
             Origin::Peer(node, incarnation, id) => outputs.push_back(LogOutput::Send {
                 to: node,
                 message: PeerMessage::Forwarded {
@@ -449,7 +464,10 @@ impl LogCore {
         };
         if let Some(error) = &log.failed {
             self.counters.requests_refused += 1;
-            let refusal = Refusal::new("storage", format!("this class's log cannot be written: {error}"));
+            let refusal = Refusal::new(
+                "storage",
+                format!("this class's log cannot be written: {error}"),
+            );
             answer(&mut self.outputs, origin, Err(refusal));
             return;
         }
@@ -486,9 +504,15 @@ impl LogCore {
         if pending >= PENDING_EVENTS_MAX || log.events.len() >= SESSION_EVENTS_MAX {
             self.counters.requests_refused += 1;
             let refusal = if log.events.len() >= SESSION_EVENTS_MAX {
-                Refusal::new("full", format!("this class's log holds {SESSION_EVENTS_MAX} events"))
+                Refusal::new(
+                    "full",
+                    format!("this class's log holds {SESSION_EVENTS_MAX} events"),
+                )
             } else {
-                Refusal::new("busy", "the class's log is catching up with its disk; try again shortly")
+                Refusal::new(
+                    "busy",
+                    "the class's log is catching up with its disk; try again shortly",
+                )
             };
             answer(&mut self.outputs, origin, Err(refusal));
             return;
@@ -548,7 +572,8 @@ impl LogCore {
                     "storage",
                     format!("the class's log could not be stored: {error}"),
                 );
-                self.outputs.push_back(reply_output(session, origin, Err(refusal)));
+                self.outputs
+                    .push_back(reply_output(session, origin, Err(refusal)));
             }
             return;
         }
@@ -566,7 +591,8 @@ impl LogCore {
         let done = std::mem::replace(&mut log.waiters, later);
         for (seq, origins) in done {
             for origin in origins {
-                self.outputs.push_back(reply_output(session, origin, Ok(seq)));
+                self.outputs
+                    .push_back(reply_output(session, origin, Ok(seq)));
             }
         }
         let home = log.home == self.node;
@@ -728,7 +754,11 @@ impl LogCore {
                     self.send_forwards(now, &session);
                 }
             }
-            PeerMessage::NotHome { session, term, home } => {
+            PeerMessage::NotHome {
+                session,
+                term,
+                home,
+            } => {
                 tracing::warn!(%session, %from, %home, %term, "a peer says it is not this session's home; check that every edge has the same cluster list");
                 self.counters.frames_ignored += 1;
             }
@@ -840,7 +870,12 @@ impl LogCore {
         }
         log.term = term;
         log.heard_at = Some(now);
-        if first.0 == 0 || events.iter().enumerate().any(|(i, e)| e.seq.0 != first.0 + i as u64) {
+        if first.0 == 0
+            || events
+                .iter()
+                .enumerate()
+                .any(|(i, e)| e.seq.0 != first.0 + i as u64)
+        {
             self.counters.frames_ignored += 1;
             return;
         }
@@ -848,7 +883,10 @@ impl LogCore {
         if first > received.next() {
             // A gap: a frame was lost. Ask again from where this log ends.
             self.counters.frames_ignored += 1;
-            if log.follow_sent_at.is_none_or(|at| now.saturating_duration_since(at) >= TICK) {
+            if log
+                .follow_sent_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= TICK)
+            {
                 self.follow(now, &session);
             }
             return;
@@ -861,7 +899,9 @@ impl LogCore {
             }
             self.counters.divergent_entries_dropped += 1;
             truncate(log, Seq(before.0 - 1));
-            self.outputs.push_back(LogOutput::Reset { session: session.clone() });
+            self.outputs.push_back(LogOutput::Reset {
+                session: session.clone(),
+            });
             self.follow(now, &session);
             self.start_write(&session);
             return;
@@ -880,7 +920,9 @@ impl LogCore {
                 }
                 self.counters.divergent_entries_dropped += 1;
                 truncate(log, Seq(seq.0 - 1));
-                self.outputs.push_back(LogOutput::Reset { session: session.clone() });
+                self.outputs.push_back(LogOutput::Reset {
+                    session: session.clone(),
+                });
             }
             if log.events.len() >= SESSION_EVENTS_MAX
                 || log.events.len() - log.durable.0 as usize >= PENDING_EVENTS_MAX
@@ -897,7 +939,9 @@ impl LogCore {
             // The home's log ends before ours: ours has entries the home never had.
             self.counters.divergent_entries_dropped += 1;
             truncate(log, head);
-            self.outputs.push_back(LogOutput::Reset { session: session.clone() });
+            self.outputs.push_back(LogOutput::Reset {
+                session: session.clone(),
+            });
             self.start_write(&session);
             return;
         }
@@ -905,7 +949,9 @@ impl LogCore {
             self.start_write(&session);
         } else if head > log.head()
             && log.writing.is_none()
-            && log.follow_sent_at.is_none_or(|at| now.saturating_duration_since(at) >= TICK)
+            && log
+                .follow_sent_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= TICK)
         {
             // A heartbeat says there is more than we have.
             self.follow(now, &session);
@@ -1031,7 +1077,11 @@ impl LogCore {
 
 fn reply_output(session: &SessionId, origin: Origin, result: Result<Seq, Refusal>) -> LogOutput {
     match origin {
-        Origin::Client(client, key) => LogOutput::Reply { client, key, result },
+        Origin::Client(client, key) => LogOutput::Reply {
+            client,
+            key,
+            result,
+        },
         Origin::Peer(node, incarnation, id) => LogOutput::Send {
             to: node,
             message: PeerMessage::Forwarded {
@@ -1047,7 +1097,10 @@ fn reply_output(session: &SessionId, origin: Origin, result: Result<Seq, Refusal
 fn term_at(events: &[Event], seq: Seq) -> Term {
     match seq.0 {
         0 => Term(0),
-        n => events.get(n as usize - 1).map(|e| e.term).unwrap_or(Term(0)),
+        n => events
+            .get(n as usize - 1)
+            .map(|e| e.term)
+            .unwrap_or(Term(0)),
     }
 }
 
@@ -1159,14 +1212,19 @@ mod tests {
         let session = session_homed_on_a(&probe);
         b.open(now, &session, Vec::new());
         while b.poll_output().is_some() {}
-        b.handle_peer(now, 0, node("a"), PeerMessage::Entries {
-            session: session.clone(),
-            term: Term(1),
-            first: Seq(1),
-            prev_term: Term(0),
-            head: Seq(1),
-            events: vec![event(1, 1, "from a stale home")],
-        });
+        b.handle_peer(
+            now,
+            0,
+            node("a"),
+            PeerMessage::Entries {
+                session: session.clone(),
+                term: Term(1),
+                first: Seq(1),
+                prev_term: Term(0),
+                head: Seq(1),
+                events: vec![event(1, 1, "from a stale home")],
+            },
+        );
         assert_eq!(b.counters.stale_terms_refused, 1);
         assert!(b.poll_output().is_none(), "nothing is stored or published");
         assert_eq!(b.durable(&session), Some(Seq(0)));
@@ -1179,12 +1237,20 @@ mod tests {
         let mut a = LogCore::new(node("a"), cluster.clone(), 2, 1);
         let mut b = LogCore::new(node("b"), cluster, 2, 1);
         let session = session_homed_on_a(&a);
-        a.open(now, &session, vec![event(1, 1, "one"), event(2, 2, "two, as the home has it")]);
-        b.open(now, &session, vec![
-            event(1, 1, "one"),
-            event(2, 1, "two, from a stale home"),
-            event(3, 1, "three, from a stale home"),
-        ]);
+        a.open(
+            now,
+            &session,
+            vec![event(1, 1, "one"), event(2, 2, "two, as the home has it")],
+        );
+        b.open(
+            now,
+            &session,
+            vec![
+                event(1, 1, "one"),
+                event(2, 1, "two, from a stale home"),
+                event(3, 1, "three, from a stale home"),
+            ],
+        );
         let outputs = pump(now, &mut [&mut a, &mut b]);
         assert!(outputs.iter().any(|o| matches!(o, LogOutput::Reset { .. })));
         assert!(outputs.iter().any(|o| matches!(
@@ -1209,10 +1275,18 @@ mod tests {
         b.open(now, &session, Vec::new());
         pump(now, &mut [&mut a, &mut b]);
         let student: ParticipantId = "s".parse().expect("valid");
-        b.handle_request(now, 5, &session, ClientRef(1), student.clone(), None, Request::Join {
-            name: "S".into(),
-            role: Role::Student,
-        });
+        b.handle_request(
+            now,
+            5,
+            &session,
+            ClientRef(1),
+            student.clone(),
+            None,
+            Request::Join {
+                name: "S".into(),
+                role: Role::Student,
+            },
+        );
         let key: CommandKey = "k1".parse().expect("valid");
         for _ in 0..2 {
             // The same key twice: applied once, answered twice with the same position.
