@@ -14,6 +14,10 @@ pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_MEDIA_ADDR: &str = "127.0.0.1:8090";
 pub const DEFAULT_DATA_DIR: &str = "multistream-data";
 pub const DEFAULT_DEMO_SESSION: &str = "demo";
+pub const DEFAULT_PEER_ADDR: &str = "127.0.0.1:8091";
+
+/// Other edges one node may know, at most.
+pub const CLUSTER_PEERS_MAX: usize = 64;
 
 /// The keys a config file may hold. Every key is optional.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -35,6 +39,44 @@ pub struct FileConfig {
     pub session_peers_max: Option<usize>,
     /// The session the startup links point at.
     pub demo_session: Option<String>,
+    /// Where this node listens for other edges of its cluster (QUIC over UDP).
+    pub peer_addr: Option<SocketAddr>,
+    /// The other edges of the cluster, each `"<node id>@<ip:port>"` (the id is what
+    /// `multistream-node id` prints on that edge). Only these may connect.
+    pub peers: Option<Vec<String>>,
+    /// The cluster configuration's epoch: raise it on every edge when the list of edges changes,
+    /// so an edge still on the old list cannot fork a session's log.
+    pub cluster_epoch: Option<u64>,
+}
+
+/// Another edge of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// Its identity: 64 lowercase hex digits (an Ed25519 public key).
+    pub id: String,
+    pub addr: SocketAddr,
+}
+
+impl std::str::FromStr for PeerConfig {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let Some((id, addr)) = text.split_once('@') else {
+            return Err(format!(
+                "peer {text:?} should be <node id>@<ip:port>, as `multistream-node id` prints it"
+            ));
+        };
+        let id = id.trim().to_ascii_lowercase();
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "peer {text:?}: the node id is 64 hex digits (run `multistream-node id` on that edge)"
+            ));
+        }
+        let addr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("peer {text:?}: {addr:?} is not an ip:port"))?;
+        Ok(PeerConfig { id, addr })
+    }
 }
 
 /// The settled configuration.
@@ -51,6 +93,9 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     pub session_peers_max: usize,
     pub demo_session: multistream_proto::SessionId,
+    pub peer_addr: SocketAddr,
+    pub peers: Vec<PeerConfig>,
+    pub cluster_epoch: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +134,9 @@ impl FileConfig {
             tls_key: other.tls_key.or(self.tls_key),
             session_peers_max: other.session_peers_max.or(self.session_peers_max),
             demo_session: other.demo_session.or(self.demo_session),
+            peer_addr: other.peer_addr.or(self.peer_addr),
+            peers: other.peers.or(self.peers),
+            cluster_epoch: other.cluster_epoch.or(self.cluster_epoch),
         }
     }
 
@@ -142,6 +190,25 @@ impl FileConfig {
             .unwrap_or(DEFAULT_DEMO_SESSION)
             .parse()
             .map_err(|error| ConfigError::Invalid(format!("demo_session: {error}")))?;
+        let peer_addr = self
+            .peer_addr
+            .unwrap_or_else(|| parse(DEFAULT_PEER_ADDR));
+        let peers = self
+            .peers
+            .unwrap_or_default()
+            .iter()
+            .map(|text| text.parse::<PeerConfig>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ConfigError::Invalid)?;
+        if peers.len() > CLUSTER_PEERS_MAX {
+            return Err(ConfigError::Invalid(format!(
+                "at most {CLUSTER_PEERS_MAX} peers can be configured"
+            )));
+        }
+        let cluster_epoch = self.cluster_epoch.unwrap_or(1);
+        if cluster_epoch == 0 {
+            return Err(ConfigError::Invalid("cluster_epoch starts at 1".into()));
+        }
         Ok(Config {
             http_addr,
             media_addr,
@@ -154,6 +221,9 @@ impl FileConfig {
             tls_key: self.tls_key,
             session_peers_max,
             demo_session,
+            peer_addr,
+            peers,
+            cluster_epoch,
         })
     }
 }

@@ -57,6 +57,8 @@ pub struct AppState {
     pub presence: PresenceHandle,
     pub sessions: SessionsHandle,
     pub store: Arc<Store>,
+    /// The peer plane's counters, when this edge has peers.
+    pub peer_counters: Option<Arc<crate::peer::PeerCounters>>,
     pub refusals: Arc<Refusals>,
     pub next_connection: Arc<AtomicU64>,
 }
@@ -951,7 +953,14 @@ async fn metrics(State(state): State<AppState>) -> Response {
         }
     };
     let connections = state.presence.connections().await;
-    let text = crate::metrics::render(&snapshot, connections, &state.refusals.snapshot());
+    let log = state.sessions.counters().await;
+    let text = crate::metrics::render(
+        &snapshot,
+        connections,
+        &state.refusals.snapshot(),
+        log.as_ref(),
+        state.peer_counters.as_deref(),
+    );
     (
         [(
             header::CONTENT_TYPE,

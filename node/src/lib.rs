@@ -8,6 +8,7 @@ pub mod log;
 pub mod media;
 pub mod metrics;
 pub mod node;
+pub mod peer;
 pub mod presence;
 pub mod sessions;
 pub mod sfu;

@@ -28,6 +28,18 @@ enum Command {
     Run(RunArgs),
     /// Mint a join token signed with this node's identity.
     Token(TokenArgs),
+    /// Print this node's id for other edges' `--peer` lists (made on first use).
+    Id(IdArgs),
+}
+
+#[derive(Args)]
+struct IdArgs {
+    /// Data directory holding the node's keys [default: ./multistream-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Config file, to find the data directory.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Default)]
@@ -47,6 +59,15 @@ struct RunArgs {
     /// Directory for the node's identity key and TLS certificate [default: ./multistream-data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// UDP address other edges of the cluster reach this node at (QUIC) [default: 127.0.0.1:8091].
+    #[arg(long)]
+    peer_addr: Option<std::net::SocketAddr>,
+    /// Another edge of the cluster, as <node id>@<ip:port>; repeat for each.
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    /// The cluster configuration's epoch; raise it on every edge when the edges change [default: 1].
+    #[arg(long)]
+    cluster_epoch: Option<u64>,
     /// PEM certificate chain to serve HTTPS with (with --tls-key).
     #[arg(long)]
     tls_cert: Option<PathBuf>,
@@ -101,6 +122,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Token(args)) => token(args),
+        Some(Command::Id(args)) => id(args),
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     };
@@ -128,6 +150,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        peer_addr: args.peer_addr,
+        peers: (!args.peers.is_empty()).then_some(args.peers),
+        cluster_epoch: args.cluster_epoch,
         ..FileConfig::default()
     };
     let config = file_config(args.config.as_ref())?.overlay(flags).settle()?;
@@ -153,6 +178,19 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+fn id(args: IdArgs) -> anyhow::Result<()> {
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => file_config(args.config.as_ref())?
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+    };
+    node::prepare_data_dir(&data_dir)?;
+    let key = multistream_node::peer::load_or_create_key(&data_dir)?;
+    println!("{}", key.public());
+    Ok(())
 }
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {

@@ -3,13 +3,19 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use std::sync::atomic::Ordering;
+
+use crate::log::LogCounters;
 use crate::media::MediaSnapshot;
+use crate::peer::PeerCounters;
 
 /// Renders every metric. Label values are fixed strings chosen by the node, never user input.
 pub fn render(
     snapshot: &MediaSnapshot,
     classroom_connections: usize,
     refusals: &BTreeMap<(&'static str, &'static str), u64>,
+    log: Option<&LogCounters>,
+    peers: Option<&PeerCounters>,
 ) -> String {
     let mut out = String::with_capacity(4096);
     let c = &snapshot.counters;
@@ -162,5 +168,68 @@ pub fn render(
         "Refused HTTP and WebSocket requests.",
         &refused,
     );
+    if let Some(log) = log {
+        family(
+            "multistream_log_events_total",
+            "counter",
+            "Session-log events: appended here as a home edge, or followed from another edge.",
+            &[
+                ("origin=\"appended\"", log.events_appended),
+                ("origin=\"followed\"", log.events_followed),
+            ],
+        );
+        family(
+            "multistream_log_requests_total",
+            "counter",
+            "Class requests refused, or answered from an earlier application of the same key.",
+            &[
+                ("outcome=\"refused\"", log.requests_refused),
+                ("outcome=\"deduplicated\"", log.requests_deduplicated),
+            ],
+        );
+        family(
+            "multistream_log_frames_total",
+            "counter",
+            "Session-log frames: forwarded requests sent, frames ignored (stale, gap, not for us), stale terms refused, divergent entries dropped.",
+            &[
+                ("kind=\"forward_sent\"", log.forwards_sent),
+                ("kind=\"ignored\"", log.frames_ignored),
+                ("kind=\"stale_term\"", log.stale_terms_refused),
+                ("kind=\"divergent_dropped\"", log.divergent_entries_dropped),
+            ],
+        );
+        family(
+            "multistream_log_store_failures_total",
+            "counter",
+            "Session-log writes the store refused (the session then refuses changes).",
+            &[("", log.store_failures)],
+        );
+    }
+    if let Some(peers) = peers {
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        family(
+            "multistream_peer_frames_total",
+            "counter",
+            "Frames on the peer plane (QUIC between edges).",
+            &[
+                ("direction=\"sent\"", load(&peers.frames_sent)),
+                ("direction=\"received\"", load(&peers.frames_received)),
+                ("direction=\"dropped\"", load(&peers.frames_dropped)),
+                ("direction=\"malformed\"", load(&peers.frames_malformed)),
+            ],
+        );
+        family(
+            "multistream_peer_connections_refused_total",
+            "counter",
+            "Peer connections refused: the remote is not in this cluster's peer list.",
+            &[("", load(&peers.connections_refused))],
+        );
+        family(
+            "multistream_peer_connections",
+            "gauge",
+            "Outgoing peer connections up.",
+            &[("", load(&peers.connections_up))],
+        );
+    }
     out
 }

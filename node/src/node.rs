@@ -142,19 +142,56 @@ pub async fn run(
     let store = Arc::new(crate::store::Store::open(
         &config.data_dir.join("store.redb"),
     )?);
-    let node_id = NodeId(issuer.name().to_owned());
-    let core = LogCore::new(node_id.clone(), vec![node_id], 1, rand_incarnation());
+    let peer_key = crate::peer::load_or_create_key(&config.data_dir)?;
+    let node_id = crate::peer::node_id(&peer_key);
+    let mut cluster = vec![node_id.clone()];
+    let mut peers = Vec::with_capacity(config.peers.len());
+    for peer in &config.peers {
+        let id = peer
+            .id
+            .parse()
+            .map_err(|error| anyhow!("peer id {} is not a node id: {error}", peer.id))?;
+        if peer.id == node_id.0 {
+            bail!("--peer lists this node's own id ({}); list only the other edges", peer.id);
+        }
+        cluster.push(NodeId(peer.id.clone()));
+        peers.push(crate::peer::Peer {
+            id,
+            addr: peer.addr,
+        });
+    }
+    let core = LogCore::new(
+        node_id.clone(),
+        cluster,
+        config.cluster_epoch,
+        rand_incarnation(),
+    );
     // Frames for other edges go to the peer plane; a standalone node has none.
-    let (peer_tx, _peer_rx) = tokio::sync::mpsc::channel(crate::sessions::SESSIONS_QUEUE_MAX);
+    let (peer_tx, peer_rx) = tokio::sync::mpsc::channel(crate::sessions::SESSIONS_QUEUE_MAX);
     let (sessions, sessions_task) =
-        crate::sessions::spawn(core, Arc::clone(&store), peer_tx, stop_rx)
+        crate::sessions::spawn(core, Arc::clone(&store), peer_tx, stop_rx.clone())
             .context("cannot start the session logs")?;
+    let peer_plane = if peers.is_empty() {
+        None
+    } else {
+        let plane = crate::peer::PeerPlane::start(
+            peer_key,
+            config.peer_addr,
+            peers,
+            sessions.clone(),
+            peer_rx,
+            stop_rx,
+        )
+        .await?;
+        Some(plane)
+    };
     let state = AppState {
         issuer: issuer.clone(),
         media,
         presence,
         sessions,
         store,
+        peer_counters: peer_plane.as_ref().map(|p| Arc::clone(&p.counters)),
         refusals: Arc::new(Refusals::default()),
         next_connection: Arc::new(AtomicU64::new(1)),
     };
@@ -228,6 +265,15 @@ pub async fn run(
     println!("  http   {base}");
     println!("  media  udp {media_bound} (browsers send to {candidate})");
     println!("  data   {}", config.data_dir.display());
+    println!("  id     {node_id}");
+    if let Some(plane) = &peer_plane {
+        let bound = plane
+            .endpoint
+            .bound_sockets()
+            .first()
+            .map_or_else(|| config.peer_addr.to_string(), ToString::to_string);
+        println!("  peers  udp {bound} ({} other edges)", config.peers.len());
+    }
     if let Some(path) = tls.as_ref().and_then(|m| m.self_signed_path.as_ref()) {
         println!(
             "  tls    self-signed certificate {} (browsers will ask to trust it once)",

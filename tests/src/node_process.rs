@@ -21,7 +21,8 @@ fn recent(logs: &Mutex<VecDeque<String>>) -> Vec<String> {
 }
 
 /// An empty data directory for a test node, unique to this process.
-fn fresh_data_dir(name: &str) -> PathBuf {
+/// An empty data directory for a node named `name` (removed first if it exists).
+pub fn fresh_data_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("multistream-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
@@ -233,17 +234,7 @@ impl NodeProcess {
 
     /// Mints a token with the node's own CLI (same identity as the running node).
     pub fn token(&self, args: &[&str]) -> Result<String, String> {
-        let output = Command::new(node_binary())
-            .arg("token")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !output.status.success() {
-            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        token_in(&self.data_dir, args)
     }
 
     pub async fn metrics(&self) -> Result<String, String> {
@@ -306,6 +297,36 @@ impl Drop for NodeProcess {
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
     }
+}
+
+/// The peer-plane id of the node whose data directory is `data_dir` (made on first use), as
+/// `multistream-node id` prints it.
+pub fn node_id(data_dir: &std::path::Path) -> Result<String, String> {
+    let output = Command::new(node_binary())
+        .arg("id")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// Mints a token with the CLI of the node whose data directory is `data_dir`.
+pub fn token_in(data_dir: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let output = Command::new(node_binary())
+        .arg("token")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// The token in a link's fragment (`#token=` or `#invite=`).

@@ -3,11 +3,13 @@
 //! - `signaling`: WHIP, WHEP and the join endpoint against a real node process over UDP/TCP;
 //! - `browser`: the classroom in headless Chromium against a real node process;
 //! - `class_log`: the class log over the classroom WebSocket of a real node, across a crash;
+//! - `cluster`: three edge processes joined by the QUIC peer plane, killed and restarted;
 //! - `replication`: the session-log core in deterministic simulation;
 //! - `tidy`: the rules the codebase keeps (pure cores).
 
 mod browser;
 mod class_log;
+mod cluster;
 mod replication;
 mod sfu_core;
 mod signaling;

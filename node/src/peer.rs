@@ -1,0 +1,401 @@
+//! The peer plane: QUIC (iroh) between the edges of a cluster, carrying session-log frames.
+//!
+//! The endpoint is strict: no relay, no address lookup (DNS, pkarr), no port mapping — it talks
+//! only to the addresses in the configuration, and it accepts connections only from the node ids
+//! in the cluster's allow-list. A node's id is its Ed25519 public key (`peer.key` in the data
+//! directory).
+//!
+//! Each frame travels on its own unidirectional stream: a lost or slow frame never holds up
+//! another, and the session-log protocol already tolerates loss, repetition and reordering.
+//! Outgoing frames wait in a bounded queue per peer; when it is full, or the peer is down, they
+//! are dropped and counted, and the log protocol asks again.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use iroh::endpoint::{Connection, QuicTransportConfig, presets};
+use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMode, SecretKey};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::log::{NodeId, PeerMessage};
+use crate::sessions::{Outgoing, SessionsHandle};
+
+/// The ALPN of the session-log protocol, versioned.
+pub const LOG_ALPN: &[u8] = b"multistream/log/1";
+
+/// The frame format this build writes and the newest it reads.
+pub const FRAME_VERSION: u32 = 1;
+
+/// Largest frame, in bytes: a frame of entries holds at most
+/// [`crate::log::ENTRIES_PER_FRAME`] events of at most
+/// [`multistream_proto::session::EVENT_BYTES_MAX`] each.
+pub const FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Frames waiting to be sent to one peer, at most.
+pub const PEER_QUEUE_MAX: usize = 1_024;
+
+/// Frames being received from one peer at once, at most.
+pub const PEER_STREAMS_MAX: usize = 64;
+
+/// Waits between attempts to reach a peer that is down, from the first to the longest.
+const RECONNECT_MIN: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// A peer connection silent for this long is dead (a crashed or cut-off edge).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Keep-alives on an idle peer connection, so silence means trouble.
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+
+/// The key file in the data directory.
+const KEY_FILE: &str = "peer.key";
+
+/// The node's peer-plane key, made at first start.
+pub fn load_or_create_key(data_dir: &Path) -> anyhow::Result<SecretKey> {
+    let path = data_dir.join(KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                anyhow::anyhow!(
+                    "{} is not a peer key (32 bytes); move it away to make a new one",
+                    path.display()
+                )
+            })?;
+            Ok(SecretKey::from_bytes(&bytes))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut bytes)
+                .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
+            crate::token::write_private(&path, &bytes).map_err(|error| {
+                anyhow::anyhow!("cannot write the peer key {}: {error}", path.display())
+            })?;
+            Ok(SecretKey::from_bytes(&bytes))
+        }
+        Err(error) => Err(anyhow::anyhow!(
+            "cannot read the peer key {}: {error}",
+            path.display()
+        )),
+    }
+}
+
+/// The node id other edges know this one by.
+pub fn node_id(key: &SecretKey) -> NodeId {
+    NodeId(key.public().to_string())
+}
+
+#[derive(Serialize, Deserialize)]
+struct Frame {
+    v: u32,
+    message: PeerMessage,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct PeerCounters {
+    pub frames_sent: AtomicU64,
+    pub frames_received: AtomicU64,
+    /// Frames not sent: the peer's queue was full or it could not be reached.
+    pub frames_dropped: AtomicU64,
+    /// Frames received that could not be read (bad JSON, too large, a newer version).
+    pub frames_malformed: AtomicU64,
+    /// Connections refused because the remote is not in the allow-list.
+    pub connections_refused: AtomicU64,
+    pub connections_up: AtomicU64,
+}
+
+/// One configured edge.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub id: EndpointId,
+    pub addr: SocketAddr,
+}
+
+pub struct PeerPlane {
+    pub endpoint: Endpoint,
+    pub counters: Arc<PeerCounters>,
+}
+
+impl PeerPlane {
+    /// Binds the endpoint and starts accepting frames from allowed peers and sending the
+    /// session task's outgoing frames.
+    pub async fn start(
+        key: SecretKey,
+        listen: SocketAddr,
+        peers: Vec<Peer>,
+        sessions: SessionsHandle,
+        outgoing: mpsc::Receiver<Outgoing>,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<PeerPlane> {
+        let idle = IDLE_TIMEOUT
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("the peer idle timeout is out of range"))?;
+        let transport = QuicTransportConfig::builder()
+            .max_idle_timeout(Some(idle))
+            .keep_alive_interval(KEEP_ALIVE)
+            .build();
+        let endpoint = Endpoint::builder(presets::Minimal)
+            .secret_key(key)
+            .transport_config(transport)
+            .relay_mode(RelayMode::Disabled)
+            .clear_address_lookup()
+            .alpns(vec![LOG_ALPN.to_vec()])
+            .bind_addr(listen)
+            .map_err(|error| anyhow::anyhow!("the peer address {listen} is not usable: {error}"))?
+            .bind()
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot listen for other edges on {listen} ({error}); choose another with --peer-addr"
+                )
+            })?;
+        let counters = Arc::new(PeerCounters::default());
+        // Per allowed peer, a count of the connections it opened to us: a new one means it
+        // (re)started, and our connection to it may be dead.
+        let allowed: Arc<HashMap<EndpointId, Arc<AtomicU64>>> = Arc::new(
+            peers
+                .iter()
+                .map(|p| (p.id, Arc::new(AtomicU64::new(0))))
+                .collect(),
+        );
+        tokio::spawn(accept_loop(
+            endpoint.clone(),
+            Arc::clone(&allowed),
+            sessions,
+            Arc::clone(&counters),
+            shutdown.clone(),
+        ));
+        tokio::spawn(send_loop(
+            endpoint.clone(),
+            peers,
+            allowed,
+            outgoing,
+            Arc::clone(&counters),
+            shutdown,
+        ));
+        Ok(PeerPlane { endpoint, counters })
+    }
+}
+
+async fn accept_loop(
+    endpoint: Endpoint,
+    allowed: Arc<HashMap<EndpointId, Arc<AtomicU64>>>,
+    sessions: SessionsHandle,
+    counters: Arc<PeerCounters>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let incoming = tokio::select! {
+            _ = shutdown.changed() => return,
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => incoming,
+                None => return,
+            },
+        };
+        let allowed = Arc::clone(&allowed);
+        let sessions = sessions.clone();
+        let counters = Arc::clone(&counters);
+        tokio::spawn(async move {
+            let connection = match incoming.await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    debug!(%error, "an incoming peer connection failed");
+                    return;
+                }
+            };
+            let remote = connection.remote_id();
+            let Some(arrivals) = allowed.get(&remote) else {
+                counters.connections_refused.fetch_add(1, Ordering::Relaxed);
+                warn!(%remote, "refused a peer connection: not in this cluster's peer list");
+                connection.close(1u32.into(), b"not in this cluster's peer list");
+                return;
+            };
+            arrivals.fetch_add(1, Ordering::Relaxed);
+            info!(%remote, "peer connected");
+            receive_frames(connection, NodeId(remote.to_string()), sessions, counters).await;
+            info!(%remote, "peer connection closed");
+        });
+    }
+}
+
+async fn receive_frames(
+    connection: Connection,
+    from: NodeId,
+    sessions: SessionsHandle,
+    counters: Arc<PeerCounters>,
+) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(PEER_STREAMS_MAX));
+    loop {
+        let Ok(mut stream) = connection.accept_uni().await else {
+            return;
+        };
+        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
+            return;
+        };
+        let (sessions, counters, from) = (sessions.clone(), Arc::clone(&counters), from.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let bytes = match stream.read_to_end(FRAME_BYTES_MAX).await {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    counters.frames_malformed.fetch_add(1, Ordering::Relaxed);
+                    debug!(%from, %error, "a peer frame could not be read");
+                    return;
+                }
+            };
+            match serde_json::from_slice::<Frame>(&bytes) {
+                Ok(frame) if frame.v <= FRAME_VERSION => {
+                    counters.frames_received.fetch_add(1, Ordering::Relaxed);
+                    if sessions.peer(from, frame.message).is_err() {
+                        counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(frame) => {
+                    counters.frames_malformed.fetch_add(1, Ordering::Relaxed);
+                    warn!(%from, version = frame.v, "a peer sent a newer frame version; upgrade this node");
+                }
+                Err(error) => {
+                    counters.frames_malformed.fetch_add(1, Ordering::Relaxed);
+                    warn!(%from, %error, "a peer sent a frame this node cannot read");
+                }
+            }
+        });
+    }
+}
+
+async fn send_loop(
+    endpoint: Endpoint,
+    peers: Vec<Peer>,
+    arrivals: Arc<HashMap<EndpointId, Arc<AtomicU64>>>,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    counters: Arc<PeerCounters>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut queues: HashMap<String, mpsc::Sender<PeerMessage>> = HashMap::new();
+    for peer in peers {
+        let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
+        queues.insert(peer.id.to_string(), tx);
+        let arrived = arrivals
+            .get(&peer.id)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(AtomicU64::new(0)));
+        tokio::spawn(peer_sender(
+            endpoint.clone(),
+            peer,
+            arrived,
+            rx,
+            Arc::clone(&counters),
+            shutdown.clone(),
+        ));
+    }
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.changed() => return,
+            frame = outgoing.recv() => match frame {
+                Some(frame) => frame,
+                None => return,
+            },
+        };
+        match queues.get(&frame.to.0) {
+            Some(queue) if queue.try_send(frame.message).is_ok() => {}
+            _ => {
+                counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Keeps a connection to one peer and sends its frames, reconnecting with backoff.
+async fn peer_sender(
+    endpoint: Endpoint,
+    peer: Peer,
+    arrivals: Arc<AtomicU64>,
+    mut frames: mpsc::Receiver<PeerMessage>,
+    counters: Arc<PeerCounters>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let address = EndpointAddr::new(peer.id).with_ip_addr(peer.addr);
+    let mut connection: Option<Connection> = None;
+    // The peer's connection count when ours was made.
+    let mut made_at_arrival = 0;
+    let mut wait = RECONNECT_MIN;
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.changed() => return,
+            message = frames.recv() => match message {
+                Some(message) => message,
+                None => return,
+            },
+        };
+        let restarted = arrivals.load(Ordering::Relaxed) != made_at_arrival;
+        if connection
+            .as_ref()
+            .is_some_and(|c| restarted || c.close_reason().is_some())
+        {
+            if let Some(old) = connection.take() {
+                old.close(0u32.into(), b"reconnecting");
+            }
+            counters.connections_up.fetch_sub(1, Ordering::Relaxed);
+        }
+        if connection.is_none() {
+            made_at_arrival = arrivals.load(Ordering::Relaxed);
+            match endpoint.connect(address.clone(), LOG_ALPN).await {
+                Ok(fresh) => {
+                    info!(peer = %peer.id, addr = %peer.addr, "connected to peer");
+                    counters.connections_up.fetch_add(1, Ordering::Relaxed);
+                    connection = Some(fresh);
+                    wait = RECONNECT_MIN;
+                }
+                Err(error) => {
+                    counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    debug!(peer = %peer.id, %error, "peer unreachable; dropping a frame");
+                    // Drop what queued meanwhile too: it is stale, and the log protocol repeats
+                    // what matters.
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    while frames.try_recv().is_ok() {
+                        counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    wait = (wait * 2).min(RECONNECT_MAX);
+                    continue;
+                }
+            }
+        }
+        let Some(open) = connection.as_ref() else {
+            continue;
+        };
+        let bytes = match serde_json::to_vec(&Frame {
+            v: FRAME_VERSION,
+            message,
+        }) {
+            Ok(bytes) => bytes,
+            Err(_) => continue,
+        };
+        let sent = async {
+            let mut stream = open.open_uni().await.map_err(|e| e.to_string())?;
+            stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
+            stream.finish().map_err(|e| e.to_string())?;
+            Ok::<_, String>(())
+        }
+        .await;
+        match sent {
+            Ok(()) => {
+                counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                debug!(peer = %peer.id, %error, "a frame to a peer was lost");
+                connection = None;
+                counters.connections_up.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

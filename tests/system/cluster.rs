@@ -1,0 +1,271 @@
+//! Three real edge processes on loopback, joined by the QUIC peer plane: a class whose home is
+//! one edge, followed by another; clients on both; edges killed with SIGKILL and restarted.
+//! Nothing acknowledged is lost, nothing is applied twice, and the logs converge.
+
+use std::path::PathBuf;
+
+use multistream_node::log::{LogCore, NodeId};
+use multistream_proto::Role;
+use multistream_proto::session::{Command, EventBody, Scene, Seq};
+use multistream_proto::wire::ServerMessage;
+use multistream_tests::classroom::{Answer, ClassClient};
+use multistream_tests::node_process::{NodeProcess, fresh_data_dir, node_id, token_in};
+
+const SESSION: &str = "chemistry";
+
+/// Three data directories with their ids and a free UDP port each for the peer plane.
+struct Cluster {
+    dirs: Vec<PathBuf>,
+    ids: Vec<String>,
+    peer_addrs: Vec<String>,
+}
+
+impl Cluster {
+    fn new(name: &str) -> Cluster {
+        let mut cluster = Cluster {
+            dirs: Vec::new(),
+            ids: Vec::new(),
+            peer_addrs: Vec::new(),
+        };
+        for i in 0..3 {
+            let dir = fresh_data_dir(&format!("{name}-{i}"));
+            std::fs::create_dir_all(&dir).expect("data dir");
+            cluster.ids.push(node_id(&dir).expect("the node makes its id"));
+            cluster.dirs.push(dir);
+            // A free port: bind, read, release (the node binds it a moment later).
+            let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
+            cluster
+                .peer_addrs
+                .push(probe.local_addr().expect("bound").to_string());
+        }
+        cluster
+    }
+
+    fn start(&self, i: usize) -> NodeProcess {
+        let mut args = vec!["--peer-addr".to_owned(), self.peer_addrs[i].clone()];
+        for j in 0..3 {
+            if j != i {
+                args.push("--peer".into());
+                args.push(format!("{}@{}", self.ids[j], self.peer_addrs[j]));
+            }
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        NodeProcess::start_in(self.dirs[i].clone(), &args).expect("the edge starts")
+    }
+
+    /// Index of the session's home edge, as every edge computes it.
+    fn home(&self) -> usize {
+        let ids: Vec<NodeId> = self.ids.iter().map(|id| NodeId(id.clone())).collect();
+        let core = LogCore::new(ids[0].clone(), ids.clone(), 1, 1);
+        let home = core.home_of(&SESSION.parse().expect("valid"));
+        ids.iter().position(|id| *id == home).expect("the home is a member")
+    }
+
+    fn token(&self, i: usize, identity: &str, role: Role) -> String {
+        token_in(
+            &self.dirs[i],
+            &[
+                "--session",
+                SESSION,
+                "--identity",
+                identity,
+                "--name",
+                identity,
+                "--role",
+                role.as_str(),
+            ],
+        )
+        .expect("a token")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn acked(answer: Answer) -> Seq {
+    match answer {
+        Answer::Ack(seq) => seq,
+        Answer::Refused { code, message } => panic!("refused ({code}): {message}"),
+    }
+}
+
+async fn snapshot(node: &NodeProcess, token: &str) -> (Seq, serde_json::Value) {
+    let mut client = ClassClient::connect(node.http, SESSION, token, None)
+        .await
+        .expect("connects");
+    client
+        .wait_for(|m| matches!(m, ServerMessage::Snapshot { .. }))
+        .await
+        .expect("a snapshot");
+    let result = (client.seq, client.snapshot.clone().expect("state"));
+    client.close().await;
+    result
+}
+
+fn chat_texts(state: &serde_json::Value) -> Vec<String> {
+    state["chat"]
+        .as_array()
+        .map(|lines| {
+            lines
+                .iter()
+                .filter_map(|l| l["text"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_class_spans_edges_and_survives_their_crashes() {
+    let cluster = Cluster::new("cluster");
+    let home = cluster.home();
+    let follower = (home + 1) % 3;
+    let mut nodes: Vec<Option<NodeProcess>> = (0..3).map(|i| Some(cluster.start(i))).collect();
+    let node = |nodes: &Vec<Option<NodeProcess>>, i: usize| -> std::net::SocketAddr {
+        nodes[i].as_ref().expect("running").http
+    };
+
+    let teacher_token = cluster.token(home, "teacher-1", Role::Teacher);
+    let student_token = cluster.token(follower, "student-1", Role::Student);
+    let mut teacher = ClassClient::connect(node(&nodes, home), SESSION, &teacher_token, None)
+        .await
+        .expect("the teacher connects to the home edge");
+    let mut student = ClassClient::connect(node(&nodes, follower), SESSION, &student_token, None)
+        .await
+        .expect("the student connects to another edge");
+
+    // A chat line from the follower's student reaches the teacher on the home edge, and the
+    // teacher's scene change reaches the student.
+    let line = acked(
+        student
+            .command(Command::Chat {
+                text: "hello from the other campus".into(),
+            })
+            .await
+            .expect("answered"),
+    );
+    teacher
+        .wait_for_event(|e| e.seq == line && matches!(e.body, EventBody::Chat { .. }))
+        .await
+        .expect("the teacher sees the student's line");
+    acked(
+        teacher
+            .command(Command::SetScene {
+                scene: Scene::WhiteboardAndCamera,
+            })
+            .await
+            .expect("answered"),
+    );
+    student
+        .wait_for_event(|e| matches!(e.body, EventBody::SceneSet { scene: Scene::WhiteboardAndCamera }))
+        .await
+        .expect("the student follows the scene");
+
+    // SIGKILL the follower; restart it; the student resumes where it was.
+    let resume = student.seq;
+    drop(student);
+    let dir = nodes[follower].take().expect("running").kill_keeping_data();
+    assert_eq!(dir, cluster.dirs[follower]);
+    acked(
+        teacher
+            .command(Command::Chat {
+                text: "while the other campus was down".into(),
+            })
+            .await
+            .expect("the home carries on"),
+    );
+    nodes[follower] = Some(cluster.start(follower));
+    let mut student = ClassClient::connect(node(&nodes, follower), SESSION, &student_token, Some(resume))
+        .await
+        .expect("the student reconnects");
+    student
+        .wait_for_event(|e| matches!(&e.body, EventBody::Chat { text } if text == "while the other campus was down"))
+        .await
+        .expect("the restarted follower catches up and the student resumes");
+
+    // SIGKILL the home; the student's line waits on the follower and is delivered once the
+    // home is back.
+    drop(teacher);
+    nodes[home].take().expect("running").kill_keeping_data();
+    let key = "while-home-down".parse().expect("valid key");
+    let text = "sent while the home edge was down";
+    let send = student.command_with_key(key, Command::Chat { text: text.into() });
+    let restart = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        cluster.start(home)
+    };
+    let (answer, restarted) = tokio::join!(send, restart);
+    nodes[home] = Some(restarted);
+    let seq = acked(answer.expect("answered once the home is back"));
+
+    // Every edge that holds the class converges to the same log: a fresh client on each sees
+    // the same position and the same chat, with the queued line exactly once.
+    let mut states = Vec::new();
+    for i in [home, follower] {
+        let token = cluster.token(i, &format!("observer-{i}"), Role::Guest);
+        let mut last = (Seq(0), serde_json::Value::Null);
+        for _ in 0..50 {
+            last = snapshot(nodes[i].as_ref().expect("running"), &token).await;
+            if last.0 >= seq {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        states.push(last);
+    }
+    let chats: Vec<Vec<String>> = states.iter().map(|(_, s)| chat_texts(s)).collect();
+    assert_eq!(chats[0], chats[1], "the edges' chats differ");
+    assert_eq!(chats[0].iter().filter(|t| *t == text).count(), 1, "{:?}", chats[0]);
+    assert!(chats[0].contains(&"hello from the other campus".to_owned()));
+    for node in nodes.into_iter().flatten() {
+        assert!(node.stop(), "an edge stops cleanly");
+    }
+}
+
+#[tokio::test]
+async fn an_edge_outside_the_cluster_is_refused() {
+    let cluster = Cluster::new("intruder");
+    let start = |i: usize, peers: &[usize]| {
+        let mut args = vec!["--peer-addr".to_owned(), cluster.peer_addrs[i].clone()];
+        for &j in peers {
+            args.push("--peer".into());
+            args.push(format!("{}@{}", cluster.ids[j], cluster.peer_addrs[j]));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        NodeProcess::start_in(cluster.dirs[i].clone(), &args).expect("the edge starts")
+    };
+    // Edges 0 and 1 form the cluster; edge 2 lists edge 0, which does not list it.
+    let member = start(0, &[1]);
+    let _other = start(1, &[0]);
+    let intruder = start(2, &[0]);
+    // A session the intruder believes edge 0 is home for, so it tries to follow it there.
+    let pair = [NodeId(cluster.ids[2].clone()), NodeId(cluster.ids[0].clone())];
+    let core = LogCore::new(pair[0].clone(), pair.to_vec(), 1, 1);
+    let session = (0..200)
+        .map(|n| format!("class-{n}"))
+        .find(|s| core.home_of(&s.parse().expect("valid")) == pair[1])
+        .expect("some session hashes to edge 0");
+    let token = token_in(
+        &cluster.dirs[2],
+        &["--session", &session, "--identity", "s-1", "--name", "S", "--role", "student"],
+    )
+    .expect("a token");
+    let client = ClassClient::connect(intruder.http, &session, &token, None)
+        .await
+        .expect("the intruder's own client connects");
+    let refused = member
+        .wait_for_metric(
+            "multistream_peer_connections_refused_total",
+            std::time::Duration::from_secs(10),
+            |n| n >= 1.0,
+        )
+        .await;
+    assert!(refused.is_ok(), "edge 0 refuses the intruder: {refused:?}");
+    let logs = member.recent_logs().join("\n");
+    assert!(logs.contains("not in this cluster's peer list"), "{logs}");
+    client.close().await;
+}
