@@ -34,7 +34,7 @@ use crate::sfu::{AddPeerError, PeerKind, PeerSpec};
 use crate::store::{ASSET_BYTES_MAX, Store};
 use crate::token::{Issuer, TokenError, unix_now_secs};
 use crate::web;
-use multistream_proto::session::{EventBody, Permission};
+use multistream_proto::session::{Command, EventBody, Permission};
 
 /// Largest SDP offer accepted, in bytes. A browser offer with simulcast is 5–8 KiB; 64 KiB
 /// leaves room for long candidate lists and refuses anything built to waste memory.
@@ -48,6 +48,43 @@ pub const ACCESS_TOKEN_LIFETIME_SECS: u64 = 12 * 3600;
 
 /// A classroom connection must say hello this soon after opening, or it is closed.
 pub const HELLO_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Class commands one connection may send per second, sustained (and twice that in a burst).
+pub const COMMANDS_PER_SECOND_MAX: f64 = 30.0;
+
+/// Whiteboard commands (draw, erase, undo) one connection may send per second, sustained (and
+/// twice that in a burst): a fast hand makes a few strokes a second.
+pub const STROKES_PER_SECOND_MAX: f64 = 10.0;
+
+/// A token bucket: `rate` per second, holding at most twice that.
+struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl RateLimit {
+    fn new(rate: f64) -> Self {
+        Self {
+            rate,
+            tokens: rate * 2.0,
+            at: std::time::Instant::now(),
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.rate * 2.0);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// Shared state of the handlers. The fields are handles to actors or immutable values.
 #[derive(Clone)]
@@ -820,6 +857,8 @@ async fn classroom_connection(state: AppState, session: SessionId, mut socket: W
                 return;
             }
         };
+        let mut commands_limit = RateLimit::new(COMMANDS_PER_SECOND_MAX);
+        let mut strokes_limit = RateLimit::new(STROKES_PER_SECOND_MAX);
         while ok {
             tokio::select! {
                 message = inbound.recv() => match message {
@@ -883,6 +922,17 @@ async fn classroom_connection(state: AppState, session: SessionId, mut socket: W
                         }
                         match serde_json::from_str::<ClientMessage>(&text) {
                             Ok(ClientMessage::Command { key, command }) => {
+                                let drawing = matches!(command, Command::Draw { .. } | Command::Erase { .. } | Command::Undo);
+                                if !commands_limit.allow() || (drawing && !strokes_limit.allow()) {
+                                    state.refusals.count("ws", "rate_limited");
+                                    let refused = ServerMessage::Refused {
+                                        key,
+                                        code: "rate_limited".into(),
+                                        message: "too many changes at once; slow down for a moment".into(),
+                                    };
+                                    ok = send_json(&mut socket, &refused).await;
+                                    continue;
+                                }
                                 if let Err(error) = state.sessions.request(attached.client, key.clone(), command) {
                                     let refused = ServerMessage::Refused { key, code: "busy".into(), message: error.to_string() };
                                     ok = send_json(&mut socket, &refused).await;

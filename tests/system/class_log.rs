@@ -325,3 +325,56 @@ async fn slides_upload_by_content_and_only_for_presenters() {
     assert_eq!(traversal.status, 404);
     assert!(node.stop());
 }
+
+#[tokio::test]
+async fn a_flood_of_strokes_is_rate_limited_not_queued() {
+    use multistream_proto::session::{Point, Stroke};
+    use multistream_proto::wire::ClientMessage;
+    let node = NodeProcess::start("class-flood").expect("the node starts");
+    let teacher_token = token(&node, "teacher-1", Role::Teacher);
+    let mut teacher = ClassClient::connect(node.http, "physics", &teacher_token, None)
+        .await
+        .expect("connects");
+    // Fewer than the command burst, more than the stroke burst: only strokes are cut off.
+    let strokes = 40;
+    for id in 0..strokes {
+        let message = ClientMessage::Command {
+            key: format!("flood-{id}").parse().expect("valid key"),
+            command: Command::Draw {
+                stroke: Stroke {
+                    id,
+                    color: "#000000".into(),
+                    width: 5,
+                    points: vec![Point(0, 0), Point(100, 100)],
+                },
+            },
+        };
+        teacher
+            .send_raw(&serde_json::to_string(&message).expect("json"))
+            .await
+            .expect("sent");
+    }
+    let (mut acked, mut limited) = (0, 0);
+    while acked + limited < strokes {
+        match teacher.next().await.expect("answers keep coming") {
+            ServerMessage::Ack { .. } => acked += 1,
+            ServerMessage::Refused { code, .. } => {
+                assert_eq!(code, "rate_limited");
+                limited += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(acked >= 10, "a burst is allowed ({acked} acknowledged)");
+    assert!(limited > 0, "a flood is cut off");
+    // The connection stays usable.
+    let answer = teacher
+        .command(Command::Chat { text: "still here".into() })
+        .await
+        .expect("answered");
+    assert!(matches!(answer, Answer::Ack(_)), "{answer:?}");
+    let refusals = node.metrics().await.expect("metrics");
+    assert!(refusals.contains("reason=\"rate_limited\""), "counted");
+    teacher.close().await;
+    assert!(node.stop());
+}
