@@ -263,6 +263,34 @@ pub fn spawn(
     if opened > 0 {
         info!(sessions = opened, "session logs loaded from the store");
     }
+    // Whoever was connected through this edge before it stopped is gone: say so in the log.
+    let me = task.core.node().0.clone();
+    let wall = task.wall_ms(now);
+    for session in store.sessions()? {
+        let gone: Vec<ParticipantId> = task
+            .core
+            .durable_state(&session)
+            .map(|state| {
+                state
+                    .members
+                    .iter()
+                    .filter(|(_, m)| m.present && m.edge.as_deref() == Some(me.as_str()))
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for participant in gone {
+            task.core.handle_request(
+                now,
+                wall,
+                &session,
+                ClientRef(0),
+                participant,
+                None,
+                Request::Leave,
+            );
+        }
+    }
     task.drain();
     let join = tokio::spawn(async move {
         loop {
@@ -349,7 +377,11 @@ impl Task {
                     client,
                     actor,
                     None,
-                    Request::Join { name, role },
+                    Request::Join {
+                        name,
+                        role,
+                        edge: Some(self.core.node().0.clone()),
+                    },
                 );
                 let _ = reply.send(Attached { client, inbound });
             }

@@ -260,6 +260,10 @@ pub enum EventBody {
     Joined {
         name: String,
         role: Role,
+        /// The edge the participant is connected through (its node id), so that edge can mark
+        /// its participants as gone if it restarts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        edge: Option<String>,
     },
     Left,
     Chat {
@@ -460,6 +464,7 @@ mod tests {
             EventBody::Joined {
                 name: "Ada".into(),
                 role: Role::Student,
+                edge: Some("e1".into()),
             },
             EventBody::Left,
             EventBody::Chat { text: "hi".into() },

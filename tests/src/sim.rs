@@ -475,6 +475,7 @@ impl World {
                 Request::Join {
                     name: c.actor.to_string(),
                     role: c.role,
+                    edge: Some(self.nodes[node].id.0.clone()),
                 },
             )
         } else {

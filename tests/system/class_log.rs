@@ -195,6 +195,25 @@ async fn a_class_runs_on_its_log_resumes_and_survives_a_crash() {
     student.close().await;
 
     // A crash (SIGKILL) loses nothing acknowledged: the restarted node's snapshot has it all.
+    // Someone connected at the moment of the crash is marked gone when the node comes back.
+    let watcher_token = token(&node, "watcher-1", Role::Guest);
+    let _watcher = ClassClient::connect(node.http, "physics", &watcher_token, None)
+        .await
+        .expect("a watcher connects");
+    let mut probe = ClassClient::connect(node.http, "physics", &teacher_token, None)
+        .await
+        .expect("connects");
+    probe
+        .wait_for(|m| matches!(m, ServerMessage::Snapshot { .. }))
+        .await
+        .expect("a snapshot");
+    let in_snapshot = probe.snapshot.as_ref().and_then(|s| s["members"]["watcher-1"]["present"].as_bool());
+    if in_snapshot != Some(true) {
+        probe
+            .wait_for_event(|e| e.actor.as_str() == "watcher-1" && matches!(e.body, EventBody::Joined { .. }))
+            .await
+            .expect("the watcher's join is durable");
+    }
     let data_dir = node.kill_keeping_data();
     let node = NodeProcess::start_in(data_dir, &[]).expect("the node restarts");
     let mut teacher = ClassClient::connect(node.http, "physics", &teacher_token, None)
@@ -224,6 +243,13 @@ async fn a_class_runs_on_its_log_resumes_and_survives_a_crash() {
         );
     }
     assert_eq!(chat.iter().filter(|l| **l == "once").count(), 1);
+    let watcher_present = state["members"]["watcher-1"]["present"].as_bool();
+    if watcher_present != Some(false) {
+        teacher
+            .wait_for_event(|e| e.actor.as_str() == "watcher-1" && matches!(e.body, EventBody::Left))
+            .await
+            .expect("the restarted node marks the watcher gone");
+    }
     teacher.close().await;
     assert!(node.stop(), "the node stops cleanly");
 }

@@ -27,7 +27,13 @@ pub const MEMBERS_MAX: usize = 1_000;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
-    Join { name: String, role: Role },
+    Join {
+        name: String,
+        role: Role,
+        /// The edge the participant is connected through.
+        #[serde(default)]
+        edge: Option<String>,
+    },
     Leave,
     Command { command: Command },
 }
@@ -67,6 +73,8 @@ pub struct Member {
     pub present: bool,
     pub removed: bool,
     pub permissions: BTreeSet<Permission>,
+    /// The edge the participant is connected through, while present.
+    pub edge: Option<String>,
 }
 
 impl Member {
@@ -124,16 +132,18 @@ impl ClassState {
         }
         let actor = &event.actor;
         match &event.body {
-            EventBody::Joined { name, role } => {
+            EventBody::Joined { name, role, edge } => {
                 let member = self.members.entry(actor.clone()).or_insert_with(|| Member {
                     name: name.clone(),
                     role: *role,
                     present: true,
                     removed: false,
                     permissions: BTreeSet::new(),
+                    edge: None,
                 });
                 member.name.clone_from(name);
                 member.present = true;
+                member.edge.clone_from(edge);
             }
             EventBody::Left => {
                 if let Some(member) = self.members.get_mut(actor) {
@@ -209,12 +219,14 @@ impl ClassState {
         request: &Request,
     ) -> Result<Option<EventBody>, Refusal> {
         let command = match request {
-            Request::Join { name, role } => {
+            Request::Join { name, role, edge } => {
                 return match self.members.get(actor) {
                     Some(member) if member.removed => Err(not_permitted(
                         "you were removed from this class by the teacher",
                     )),
-                    Some(member) if member.present && member.name == *name => Ok(None),
+                    Some(member) if member.present && member.name == *name && member.edge == *edge => {
+                        Ok(None)
+                    }
                     None if self.members.len() >= MEMBERS_MAX => Err(Refusal::new(
                         "full",
                         format!("this class has its limit of {MEMBERS_MAX} participants"),
@@ -222,6 +234,7 @@ impl ClassState {
                     _ => Ok(Some(EventBody::Joined {
                         name: name.clone(),
                         role: *role,
+                        edge: edge.clone(),
                     })),
                 };
             }
@@ -540,6 +553,7 @@ mod tests {
                         Request::Join {
                             name: who.to_uppercase(),
                             role,
+                            edge: None,
                         },
                     )
                     .expect("joins");
@@ -804,6 +818,7 @@ mod tests {
         let rejoin = Request::Join {
             name: "G".into(),
             role: Role::Guest,
+            edge: None,
         };
         assert_eq!(code(class.request("g", rejoin)), "not_permitted");
     }

@@ -1285,6 +1285,7 @@ mod tests {
             Request::Join {
                 name: "S".into(),
                 role: Role::Student,
+                edge: None,
             },
         );
         let key: CommandKey = "k1".parse().expect("valid");
