@@ -3,6 +3,7 @@
 //! process.
 
 pub mod classroom;
+pub mod cluster;
 pub mod client;
 pub mod http;
 pub mod load;

@@ -2,90 +2,15 @@
 //! one edge, followed by another; clients on both; edges killed with SIGKILL and restarted.
 //! Nothing acknowledged is lost, nothing is applied twice, and the logs converge.
 
-use std::path::PathBuf;
-
 use multistream_node::log::{LogCore, NodeId};
 use multistream_proto::Role;
 use multistream_proto::session::{Command, EventBody, Scene, Seq};
 use multistream_proto::wire::ServerMessage;
 use multistream_tests::classroom::{Answer, ClassClient};
-use multistream_tests::node_process::{NodeProcess, fresh_data_dir, node_id, token_in};
+use multistream_tests::cluster::Cluster;
+use multistream_tests::node_process::{NodeProcess, token_in};
 
 const SESSION: &str = "chemistry";
-
-/// Three data directories with their ids and a free UDP port each for the peer plane.
-struct Cluster {
-    dirs: Vec<PathBuf>,
-    ids: Vec<String>,
-    peer_addrs: Vec<String>,
-}
-
-impl Cluster {
-    fn new(name: &str) -> Cluster {
-        let mut cluster = Cluster {
-            dirs: Vec::new(),
-            ids: Vec::new(),
-            peer_addrs: Vec::new(),
-        };
-        for i in 0..3 {
-            let dir = fresh_data_dir(&format!("{name}-{i}"));
-            std::fs::create_dir_all(&dir).expect("data dir");
-            cluster.ids.push(node_id(&dir).expect("the node makes its id"));
-            cluster.dirs.push(dir);
-            // A free port: bind, read, release (the node binds it a moment later).
-            let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
-            cluster
-                .peer_addrs
-                .push(probe.local_addr().expect("bound").to_string());
-        }
-        cluster
-    }
-
-    fn start(&self, i: usize) -> NodeProcess {
-        let mut args = vec!["--peer-addr".to_owned(), self.peer_addrs[i].clone()];
-        for j in 0..3 {
-            if j != i {
-                args.push("--peer".into());
-                args.push(format!("{}@{}", self.ids[j], self.peer_addrs[j]));
-            }
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        NodeProcess::start_in(self.dirs[i].clone(), &args).expect("the edge starts")
-    }
-
-    /// Index of the session's home edge, as every edge computes it.
-    fn home(&self) -> usize {
-        let ids: Vec<NodeId> = self.ids.iter().map(|id| NodeId(id.clone())).collect();
-        let core = LogCore::new(ids[0].clone(), ids.clone(), 1, 1);
-        let home = core.home_of(&SESSION.parse().expect("valid"));
-        ids.iter().position(|id| *id == home).expect("the home is a member")
-    }
-
-    fn token(&self, i: usize, identity: &str, role: Role) -> String {
-        token_in(
-            &self.dirs[i],
-            &[
-                "--session",
-                SESSION,
-                "--identity",
-                identity,
-                "--name",
-                identity,
-                "--role",
-                role.as_str(),
-            ],
-        )
-        .expect("a token")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for dir in &self.dirs {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
 
 fn acked(answer: Answer) -> Seq {
     match answer {
@@ -121,16 +46,17 @@ fn chat_texts(state: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test]
 async fn a_class_spans_edges_and_survives_their_crashes() {
-    let cluster = Cluster::new("cluster");
-    let home = cluster.home();
+    let cluster = Cluster::new("cluster", 3).expect("data directories");
+    let home = cluster.home(SESSION);
     let follower = (home + 1) % 3;
-    let mut nodes: Vec<Option<NodeProcess>> = (0..3).map(|i| Some(cluster.start(i))).collect();
+    let start = |i: usize| cluster.start(i).expect("the edge starts");
+    let mut nodes: Vec<Option<NodeProcess>> = (0..3).map(|i| Some(start(i))).collect();
     let node = |nodes: &Vec<Option<NodeProcess>>, i: usize| -> std::net::SocketAddr {
         nodes[i].as_ref().expect("running").http
     };
 
-    let teacher_token = cluster.token(home, "teacher-1", Role::Teacher);
-    let student_token = cluster.token(follower, "student-1", Role::Student);
+    let teacher_token = cluster.token(home, SESSION, "teacher-1", Role::Teacher).expect("a token");
+    let student_token = cluster.token(follower, SESSION, "student-1", Role::Student).expect("a token");
     let mut teacher = ClassClient::connect(node(&nodes, home), SESSION, &teacher_token, None)
         .await
         .expect("the teacher connects to the home edge");
@@ -178,7 +104,7 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
             .await
             .expect("the home carries on"),
     );
-    nodes[follower] = Some(cluster.start(follower));
+    nodes[follower] = Some(start(follower));
     let mut student = ClassClient::connect(node(&nodes, follower), SESSION, &student_token, Some(resume))
         .await
         .expect("the student reconnects");
@@ -196,7 +122,7 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
     let send = student.command_with_key(key, Command::Chat { text: text.into() });
     let restart = async {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        cluster.start(home)
+        start(home)
     };
     let (answer, restarted) = tokio::join!(send, restart);
     nodes[home] = Some(restarted);
@@ -206,7 +132,7 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
     // the same position and the same chat, with the queued line exactly once.
     let mut states = Vec::new();
     for i in [home, follower] {
-        let token = cluster.token(i, &format!("observer-{i}"), Role::Guest);
+        let token = cluster.token(i, SESSION, &format!("observer-{i}"), Role::Guest).expect("a token");
         let mut last = (Seq(0), serde_json::Value::Null);
         for _ in 0..50 {
             last = snapshot(nodes[i].as_ref().expect("running"), &token).await;
@@ -228,15 +154,9 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
 
 #[tokio::test]
 async fn an_edge_outside_the_cluster_is_refused() {
-    let cluster = Cluster::new("intruder");
+    let cluster = Cluster::new("intruder", 3).expect("data directories");
     let start = |i: usize, peers: &[usize]| {
-        let mut args = vec!["--peer-addr".to_owned(), cluster.peer_addrs[i].clone()];
-        for &j in peers {
-            args.push("--peer".into());
-            args.push(format!("{}@{}", cluster.ids[j], cluster.peer_addrs[j]));
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        NodeProcess::start_in(cluster.dirs[i].clone(), &args).expect("the edge starts")
+        cluster.start_with_peers(i, peers).expect("the edge starts")
     };
     // Edges 0 and 1 form the cluster; edge 2 lists edge 0, which does not list it.
     let member = start(0, &[1]);
