@@ -47,6 +47,10 @@ pub struct FileConfig {
     /// The cluster configuration's epoch: raise it on every edge when the list of edges changes,
     /// so an edge still on the old list cannot fork a session's log.
     pub cluster_epoch: Option<u64>,
+    /// Class commands one classroom connection may send per second (twice that in a burst).
+    pub commands_per_second: Option<f64>,
+    /// Whiteboard commands one classroom connection may send per second (twice that in a burst).
+    pub strokes_per_second: Option<f64>,
 }
 
 /// Another edge of the cluster.
@@ -96,7 +100,16 @@ pub struct Config {
     pub peer_addr: SocketAddr,
     pub peers: Vec<PeerConfig>,
     pub cluster_epoch: u64,
+    pub commands_per_second: f64,
+    pub strokes_per_second: f64,
 }
+
+/// Default class commands per second per connection.
+pub const DEFAULT_COMMANDS_PER_SECOND: f64 = 30.0;
+
+/// Default whiteboard commands per second per connection: a fast hand makes a few strokes a
+/// second.
+pub const DEFAULT_STROKES_PER_SECOND: f64 = 10.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -137,6 +150,8 @@ impl FileConfig {
             peer_addr: other.peer_addr.or(self.peer_addr),
             peers: other.peers.or(self.peers),
             cluster_epoch: other.cluster_epoch.or(self.cluster_epoch),
+            commands_per_second: other.commands_per_second.or(self.commands_per_second),
+            strokes_per_second: other.strokes_per_second.or(self.strokes_per_second),
         }
     }
 
@@ -209,6 +224,23 @@ impl FileConfig {
         if cluster_epoch == 0 {
             return Err(ConfigError::Invalid("cluster_epoch starts at 1".into()));
         }
+        let rate = |value: Option<f64>, default: f64, key: &str| match value {
+            None => Ok(default),
+            Some(v) if v.is_finite() && v > 0.0 && v <= 100_000.0 => Ok(v),
+            Some(v) => Err(ConfigError::Invalid(format!(
+                "{key} must be above 0 and at most 100000, not {v}"
+            ))),
+        };
+        let commands_per_second = rate(
+            self.commands_per_second,
+            DEFAULT_COMMANDS_PER_SECOND,
+            "commands_per_second",
+        )?;
+        let strokes_per_second = rate(
+            self.strokes_per_second,
+            DEFAULT_STROKES_PER_SECOND,
+            "strokes_per_second",
+        )?;
         Ok(Config {
             http_addr,
             media_addr,
@@ -224,6 +256,8 @@ impl FileConfig {
             peer_addr,
             peers,
             cluster_epoch,
+            commands_per_second,
+            strokes_per_second,
         })
     }
 }

@@ -49,12 +49,12 @@ pub const ACCESS_TOKEN_LIFETIME_SECS: u64 = 12 * 3600;
 /// A classroom connection must say hello this soon after opening, or it is closed.
 pub const HELLO_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Class commands one connection may send per second, sustained (and twice that in a burst).
-pub const COMMANDS_PER_SECOND_MAX: f64 = 30.0;
-
-/// Whiteboard commands (draw, erase, undo) one connection may send per second, sustained (and
-/// twice that in a burst): a fast hand makes a few strokes a second.
-pub const STROKES_PER_SECOND_MAX: f64 = 10.0;
+/// Per-connection rate limits of the classroom WebSocket (from the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct ClassLimits {
+    pub commands_per_second: f64,
+    pub strokes_per_second: f64,
+}
 
 /// A token bucket: `rate` per second, holding at most twice that.
 struct RateLimit {
@@ -94,6 +94,7 @@ pub struct AppState {
     pub presence: PresenceHandle,
     pub sessions: SessionsHandle,
     pub store: Arc<Store>,
+    pub limits: ClassLimits,
     /// The peer plane's counters, when this edge has peers.
     pub peer_counters: Option<Arc<crate::peer::PeerCounters>>,
     pub refusals: Arc<Refusals>,
@@ -857,8 +858,8 @@ async fn classroom_connection(state: AppState, session: SessionId, mut socket: W
                 return;
             }
         };
-        let mut commands_limit = RateLimit::new(COMMANDS_PER_SECOND_MAX);
-        let mut strokes_limit = RateLimit::new(STROKES_PER_SECOND_MAX);
+        let mut commands_limit = RateLimit::new(state.limits.commands_per_second);
+        let mut strokes_limit = RateLimit::new(state.limits.strokes_per_second);
         while ok {
             tokio::select! {
                 message = inbound.recv() => match message {

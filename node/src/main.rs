@@ -68,6 +68,9 @@ struct RunArgs {
     /// The cluster configuration's epoch; raise it on every edge when the edges change [default: 1].
     #[arg(long)]
     cluster_epoch: Option<u64>,
+    /// Class commands a classroom connection may send per second [default: 30].
+    #[arg(long)]
+    commands_per_second: Option<f64>,
     /// PEM certificate chain to serve HTTPS with (with --tls-key).
     #[arg(long)]
     tls_cert: Option<PathBuf>,
@@ -153,6 +156,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         peer_addr: args.peer_addr,
         peers: (!args.peers.is_empty()).then_some(args.peers),
         cluster_epoch: args.cluster_epoch,
+        commands_per_second: args.commands_per_second,
         ..FileConfig::default()
     };
     let config = file_config(args.config.as_ref())?.overlay(flags).settle()?;

@@ -191,6 +191,10 @@ pub async fn run(
         presence,
         sessions,
         store,
+        limits: crate::http::ClassLimits {
+            commands_per_second: config.commands_per_second,
+            strokes_per_second: config.strokes_per_second,
+        },
         peer_counters: peer_plane.as_ref().map(|p| Arc::clone(&p.counters)),
         refusals: Arc::new(Refusals::default()),
         next_connection: Arc::new(AtomicU64::new(1)),
@@ -209,13 +213,19 @@ pub async fn run(
                     let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(cert, key)
                         .await
                         .context("the TLS certificate or key is not valid PEM")?;
-                    axum_server::from_tcp_rustls(tcp, rustls)?
+                    // TCP_NODELAY: classroom messages are small and latency-bound; Nagle's
+                    // algorithm with delayed acknowledgements would hold each for ~40 ms.
+                    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls)
+                        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+                    axum_server::from_tcp(tcp)?
+                        .acceptor(acceptor)
                         .handle(handle)
                         .serve(app)
                         .await?;
                 }
                 None => {
                     axum_server::from_tcp(tcp)?
+                        .acceptor(axum_server::accept::NoDelayAcceptor::new())
                         .handle(handle)
                         .serve(app)
                         .await?

@@ -43,7 +43,9 @@ impl ClassClient {
         resume_from: Option<Seq>,
     ) -> Result<Self, String> {
         let url = format!("ws://{http}/ws/{session}");
-        let (mut socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(&url))
+        // No Nagle delay: the messages are small and the tests and benchmarks time them.
+        let connect = tokio_tungstenite::connect_async_with_config(&url, None, true);
+        let (mut socket, _) = tokio::time::timeout(WAIT, connect)
             .await
             .map_err(|_| format!("connecting to {url} timed out"))?
             .map_err(|e| format!("cannot connect to {url}: {e}"))?;
