@@ -49,3 +49,24 @@ fn seeded_sweep_keeps_every_acknowledged_event_once_and_converges() {
         "the sweep exercised nothing"
     );
 }
+
+/// Longer classes: logs of hundreds of entries, so a follower that was down catches up over
+/// many frames while the home keeps appending.
+#[test]
+fn long_logs_catch_up_over_many_frames() {
+    let config = SimConfig {
+        clients_per_session: 3,
+        commands_per_client: 150,
+        chaos: std::time::Duration::from_secs(60),
+        ..SimConfig::default()
+    };
+    let seeds = env_u64("MULTISTREAM_SIM_LONG_SEEDS").unwrap_or(8);
+    let mut failures = Vec::new();
+    for seed in 1_000..1_000 + seeds {
+        if let Err(problem) = run(seed, &config) {
+            eprintln!("long-log seed {seed} failed: {problem}");
+            failures.push(seed);
+        }
+    }
+    assert!(failures.is_empty(), "failing seeds: {failures:?}");
+}

@@ -40,6 +40,11 @@ use class::{ClassState, Refusal, Request};
 /// Events in one frame of entries.
 pub const ENTRIES_PER_FRAME: usize = 128;
 
+/// Frames a home sends in answer to one follow request, at most: a follower far behind stores
+/// what came while its next request travels. [`ENTRIES_PER_FRAME`] times this stays well below
+/// [`PENDING_EVENTS_MAX`].
+pub const CATCH_UP_FRAMES: usize = 8;
+
 /// Events a session's log holds, at most. A class of hours with a busy whiteboard stays far
 /// below it; past it, requests are refused.
 pub const SESSION_EVENTS_MAX: usize = 1_000_000;
@@ -816,12 +821,6 @@ impl LogCore {
             next
         };
         let durable = log.durable;
-        let end = (start.0 as usize - 1 + ENTRIES_PER_FRAME).min(durable.0 as usize);
-        let events = log
-            .events
-            .get(start.0 as usize - 1..end)
-            .map(<[Event]>::to_vec)
-            .unwrap_or_default();
         let follower = log.followers.entry(from.clone()).or_insert(Follower {
             next,
             heard_at: now,
@@ -829,19 +828,35 @@ impl LogCore {
             expected_forward: HashMap::new(),
         });
         follower.heard_at = now;
-        follower.next = Seq(start.0 + events.len() as u64);
         follower.beat_at = now;
-        self.outputs.push_back(LogOutput::Send {
-            to: from,
-            message: PeerMessage::Entries {
-                session,
-                term: log.term,
-                first: start,
-                prev_term: term_at(&log.events, Seq(start.0 - 1)),
-                head: durable,
-                events,
-            },
-        });
+        // Up to CATCH_UP_FRAMES frames per request (always one, a heartbeat when there is
+        // nothing new): a follower far behind stores several while the next request travels.
+        let mut first = start;
+        for frame in 0..CATCH_UP_FRAMES {
+            if frame > 0 && first > durable {
+                break;
+            }
+            let end = (first.0 as usize - 1 + ENTRIES_PER_FRAME).min(durable.0 as usize);
+            let events = log
+                .events
+                .get(first.0 as usize - 1..end)
+                .map(<[Event]>::to_vec)
+                .unwrap_or_default();
+            let count = events.len() as u64;
+            self.outputs.push_back(LogOutput::Send {
+                to: from.clone(),
+                message: PeerMessage::Entries {
+                    session: session.clone(),
+                    term: log.term,
+                    first,
+                    prev_term: term_at(&log.events, Seq(first.0 - 1)),
+                    head: durable,
+                    events,
+                },
+            });
+            first = Seq(first.0 + count);
+        }
+        follower.next = first;
     }
 
     #[allow(clippy::too_many_arguments)]
