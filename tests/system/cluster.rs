@@ -4,7 +4,7 @@
 
 use multistream_node::log::{LogCore, NodeId};
 use multistream_proto::Role;
-use multistream_proto::session::{Command, EventBody, Scene, Seq};
+use multistream_proto::session::{Command, EventBody, Permission, Point, Scene, Seq, Stroke};
 use multistream_proto::wire::ServerMessage;
 use multistream_tests::classroom::{Answer, ClassClient};
 use multistream_tests::cluster::Cluster;
@@ -90,6 +90,33 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
         .wait_for_event(|e| matches!(e.body, EventBody::SceneSet { scene: Scene::WhiteboardAndCamera }))
         .await
         .expect("the student follows the scene");
+    // The teacher lets the student draw; the student's stroke reaches the teacher.
+    acked(
+        teacher
+            .command(Command::Grant {
+                participant: "student-1".parse().expect("valid"),
+                permission: Permission::Draw,
+            })
+            .await
+            .expect("answered"),
+    );
+    let stroke = Stroke {
+        id: 1,
+        color: "#0055aa".into(),
+        width: 12,
+        points: vec![Point(1_000, 1_000), Point(5_000, 2_500), Point(9_000, 8_000)],
+    };
+    let drawn = acked(
+        student
+            .command(Command::Draw { stroke: stroke.clone() })
+            .await
+            .expect("answered"),
+    );
+    let seen = teacher
+        .wait_for_event(|e| e.seq == drawn)
+        .await
+        .expect("the teacher sees the stroke");
+    assert_eq!(seen.body, EventBody::Drawn { stroke });
 
     // SIGKILL the follower; restart it; the student resumes where it was.
     let resume = student.seq;
