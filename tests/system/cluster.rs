@@ -216,3 +216,95 @@ async fn an_edge_outside_the_cluster_is_refused() {
     assert!(logs.contains("not in this cluster's peer list"), "{logs}");
     client.close().await;
 }
+
+#[tokio::test]
+async fn bad_frames_from_a_peer_are_counted_and_harm_nothing() {
+    use iroh::endpoint::presets;
+    use iroh::{Endpoint, EndpointAddr, RelayMode, SecretKey};
+    use multistream_node::peer::LOG_ALPN;
+
+    // A peer the edge lists, played by this test with its own QUIC endpoint.
+    let key = SecretKey::from_bytes(&[7u8; 32]);
+    let cluster = Cluster::new("bad-frames", 1).expect("a data directory");
+    let edge = NodeProcess::start_in(
+        cluster.dirs[0].clone(),
+        &[
+            "--peer-addr",
+            &cluster.peer_addrs[0],
+            "--peer",
+            &format!("{}@127.0.0.1:9", key.public()),
+        ],
+    )
+    .expect("the edge starts");
+    let endpoint = Endpoint::builder(presets::Minimal)
+        .secret_key(key)
+        .relay_mode(RelayMode::Disabled)
+        .clear_address_lookup()
+        .bind_addr("127.0.0.1:0")
+        .expect("an address")
+        .bind()
+        .await
+        .expect("binds");
+    let edge_id = cluster.ids[0].parse().expect("an id");
+    let address = EndpointAddr::new(edge_id).with_ip_addr(cluster.peer_addrs[0].parse().expect("addr"));
+    let connection = endpoint.connect(address, LOG_ALPN).await.expect("the edge accepts a listed peer");
+    let oversized = vec![b'x'; 5 * 1024 * 1024];
+    let frames: Vec<&[u8]> = vec![
+        b"not json at all",
+        br#"{"v":99,"message":{"type":"follow"}}"#,
+        br#"{"v":1,"message":{"type":"no_such_message"}}"#,
+        &oversized,
+    ];
+    for frame in frames {
+        let mut stream = connection.open_uni().await.expect("a stream");
+        // The edge may stop reading an oversized frame early; that is its right.
+        let _ = stream.write_all(frame).await;
+        let _ = stream.finish();
+    }
+    let malformed = edge
+        .wait_for_metric(
+            "multistream_peer_frames_total{direction=\"malformed\"}",
+            std::time::Duration::from_secs(10),
+            |n| n >= 4.0,
+        )
+        .await;
+    assert!(malformed.is_ok(), "each bad frame is counted: {malformed:?}");
+    // Forged entries for a session this edge is home of (the test peer is not its home) are
+    // ignored, and the class on the edge goes on.
+    let pair = [NodeId(cluster.ids[0].clone()), NodeId(endpoint.id().to_string())];
+    let core = LogCore::new(pair[0].clone(), pair.to_vec(), 1, 1);
+    let session = (0..200)
+        .map(|n| format!("forged-{n}"))
+        .find(|s| core.home_of(&s.parse().expect("valid")) == pair[0])
+        .expect("some session hashes to the edge");
+    let session = session.as_str();
+    let forged = format!(
+        r#"{{"v":1,"message":{{"type":"entries","session":"{session}","term":9,"first":1,"prev_term":0,"head":1,"events":[]}}}}"#
+    );
+    let mut stream = connection.open_uni().await.expect("a stream");
+    stream.write_all(forged.as_bytes()).await.expect("sent");
+    stream.finish().expect("finished");
+    let ignored = edge
+        .wait_for_metric(
+            "multistream_log_frames_total{kind=\"ignored\"}",
+            std::time::Duration::from_secs(10),
+            |n| n >= 1.0,
+        )
+        .await;
+    assert!(ignored.is_ok(), "forged entries are ignored: {ignored:?}");
+    let teacher = edge
+        .token(&["--session", session, "--identity", "t-1", "--name", "T", "--role", "teacher"])
+        .expect("a token");
+    let mut client = ClassClient::connect(edge.http, session, &teacher, None)
+        .await
+        .expect("the edge still serves classes");
+    let answer = client
+        .command(Command::Chat { text: "all fine".into() })
+        .await
+        .expect("answered");
+    assert!(matches!(answer, Answer::Ack(_)), "{answer:?}");
+    client.close().await;
+    connection.close(0u32.into(), b"done");
+    endpoint.close().await;
+    assert!(edge.stop(), "the edge stops cleanly");
+}
