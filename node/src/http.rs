@@ -95,8 +95,8 @@ pub struct AppState {
     pub sessions: SessionsHandle,
     pub store: Arc<Store>,
     pub limits: ClassLimits,
-    /// The peer plane's counters, when this edge has peers.
-    pub peer_counters: Option<Arc<crate::peer::PeerCounters>>,
+    /// The peer plane, when this edge has peers.
+    pub peers: Option<Arc<crate::peer::PeerPlane>>,
     pub refusals: Arc<Refusals>,
     pub next_connection: Arc<AtomicU64>,
 }
@@ -714,7 +714,25 @@ async fn download_asset(State(state): State<AppState>, Path(address): Path<Strin
             .counted(&state, "assets")
             .into_response();
     }
-    match lookup_asset(&state, address).await {
+    let mut found = lookup_asset(&state, address.clone()).await;
+    if let (Ok(None), Some(peers)) = (&found, &state.peers) {
+        // Uploaded on another edge: fetch it (checked against its address) and keep a copy.
+        // The type is decided here, from the content, never taken from the peer.
+        let fetched = peers
+            .fetch_asset(&address)
+            .await
+            .and_then(|(_, bytes)| Some((assets::sniff(&bytes)?.to_owned(), bytes)));
+        if let Some((media_type, bytes)) = fetched {
+            let store = Arc::clone(&state.store);
+            let (kept_type, kept_bytes, kept_address) = (media_type.clone(), bytes.clone(), address.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                store.put_asset(&kept_address, &kept_type, &kept_bytes)
+            })
+            .await;
+            found = Ok(Some((media_type, bytes)));
+        }
+    }
+    match found {
         Ok(Some((media_type, bytes))) => (
             [
                 (header::CONTENT_TYPE, media_type),
@@ -1010,7 +1028,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         connections,
         &state.refusals.snapshot(),
         log.as_ref(),
-        state.peer_counters.as_deref(),
+        state.peers.as_ref().map(|p| &*p.counters),
     );
     (
         [(

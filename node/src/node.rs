@@ -179,11 +179,12 @@ pub async fn run(
             config.peer_addr,
             peers,
             sessions.clone(),
+            Arc::clone(&store),
             peer_rx,
             stop_rx,
         )
         .await?;
-        Some(plane)
+        Some(Arc::new(plane))
     };
     let state = AppState {
         issuer: issuer.clone(),
@@ -195,7 +196,7 @@ pub async fn run(
             commands_per_second: config.commands_per_second,
             strokes_per_second: config.strokes_per_second,
         },
-        peer_counters: peer_plane.as_ref().map(|p| Arc::clone(&p.counters)),
+        peers: peer_plane.clone(),
         refusals: Arc::new(Refusals::default()),
         next_connection: Arc::new(AtomicU64::new(1)),
     };

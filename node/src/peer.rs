@@ -25,9 +25,16 @@ use tracing::{debug, info, warn};
 
 use crate::log::{NodeId, PeerMessage};
 use crate::sessions::{Outgoing, SessionsHandle};
+use crate::store::{ASSET_BYTES_MAX, Store};
 
 /// The ALPN of the session-log protocol, versioned.
 pub const LOG_ALPN: &[u8] = b"multistream/log/1";
+
+/// The ALPN of asset fetching: an edge asks another for an uploaded asset by its SHA-256.
+pub const ASSET_ALPN: &[u8] = b"multistream/asset/1";
+
+/// How long fetching an asset from one peer may take.
+const ASSET_FETCH_DEADLINE: Duration = Duration::from_secs(20);
 
 /// The frame format this build writes and the newest it reads.
 pub const FRAME_VERSION: u32 = 1;
@@ -120,6 +127,7 @@ pub struct Peer {
 pub struct PeerPlane {
     pub endpoint: Endpoint,
     pub counters: Arc<PeerCounters>,
+    peers: Vec<Peer>,
 }
 
 impl PeerPlane {
@@ -130,6 +138,7 @@ impl PeerPlane {
         listen: SocketAddr,
         peers: Vec<Peer>,
         sessions: SessionsHandle,
+        store: Arc<Store>,
         outgoing: mpsc::Receiver<Outgoing>,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<PeerPlane> {
@@ -145,7 +154,7 @@ impl PeerPlane {
             .transport_config(transport)
             .relay_mode(RelayMode::Disabled)
             .clear_address_lookup()
-            .alpns(vec![LOG_ALPN.to_vec()])
+            .alpns(vec![LOG_ALPN.to_vec(), ASSET_ALPN.to_vec()])
             .bind_addr(listen)
             .map_err(|error| anyhow::anyhow!("the peer address {listen} is not usable: {error}"))?
             .bind()
@@ -168,25 +177,100 @@ impl PeerPlane {
             endpoint.clone(),
             Arc::clone(&allowed),
             sessions,
+            store,
             Arc::clone(&counters),
             shutdown.clone(),
         ));
         tokio::spawn(send_loop(
             endpoint.clone(),
-            peers,
+            peers.clone(),
             allowed,
             outgoing,
             Arc::clone(&counters),
             shutdown,
         ));
-        Ok(PeerPlane { endpoint, counters })
+        Ok(PeerPlane {
+            endpoint,
+            counters,
+            peers,
+        })
     }
+
+    /// Fetches an uploaded asset from the other edges, trying each in turn; the bytes are
+    /// checked against the address before they are returned.
+    pub async fn fetch_asset(&self, address: &str) -> Option<(String, Vec<u8>)> {
+        for peer in &self.peers {
+            let target = EndpointAddr::new(peer.id).with_ip_addr(peer.addr);
+            let fetched = tokio::time::timeout(ASSET_FETCH_DEADLINE, async {
+                let connection = self.endpoint.connect(target, ASSET_ALPN).await.ok()?;
+                let (mut send, mut receive) = connection.open_bi().await.ok()?;
+                send.write_all(address.as_bytes()).await.ok()?;
+                send.finish().ok()?;
+                let answer = receive.read_to_end(ASSET_BYTES_MAX + 1_024).await.ok()?;
+                connection.close(0u32.into(), b"done");
+                decode_asset_answer(&answer)
+            })
+            .await;
+            if let Ok(Some((media_type, bytes))) = fetched {
+                if crate::assets::sha256_hex(&bytes) == address {
+                    info!(%address, peer = %peer.id, bytes = bytes.len(), "asset fetched from a peer");
+                    return Some((media_type, bytes));
+                }
+                warn!(%address, peer = %peer.id, "a peer sent an asset that does not match its address");
+            }
+        }
+        None
+    }
+}
+
+/// An asset answer: one byte of media-type length, the media type, then the bytes. An empty
+/// answer means "not here".
+fn decode_asset_answer(answer: &[u8]) -> Option<(String, Vec<u8>)> {
+    let (&length, rest) = answer.split_first()?;
+    let length = usize::from(length);
+    if rest.len() < length {
+        return None;
+    }
+    let media_type = std::str::from_utf8(&rest[..length]).ok()?.to_owned();
+    Some((media_type, rest[length..].to_vec()))
+}
+
+/// Answers one asset request on a connection from an allowed peer.
+async fn serve_asset(connection: Connection, store: Arc<Store>) {
+    let Ok((mut send, mut receive)) = connection.accept_bi().await else {
+        return;
+    };
+    let Ok(request) = receive.read_to_end(64).await else {
+        return;
+    };
+    let address = String::from_utf8_lossy(&request).into_owned();
+    let found = if crate::assets::is_address(&address) {
+        tokio::task::spawn_blocking(move || store.asset(&address))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+    } else {
+        None
+    };
+    let mut answer = Vec::new();
+    if let Some((media_type, bytes)) = found {
+        let media_type = media_type.as_bytes();
+        let length = u8::try_from(media_type.len()).unwrap_or(0);
+        answer.push(length);
+        answer.extend_from_slice(&media_type[..usize::from(length)]);
+        answer.extend_from_slice(&bytes);
+    }
+    let _ = send.write_all(&answer).await;
+    let _ = send.finish();
+    connection.closed().await;
 }
 
 async fn accept_loop(
     endpoint: Endpoint,
     allowed: Arc<HashMap<EndpointId, Arc<AtomicU64>>>,
     sessions: SessionsHandle,
+    store: Arc<Store>,
     counters: Arc<PeerCounters>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -200,6 +284,7 @@ async fn accept_loop(
         };
         let allowed = Arc::clone(&allowed);
         let sessions = sessions.clone();
+        let store = Arc::clone(&store);
         let counters = Arc::clone(&counters);
         tokio::spawn(async move {
             let connection = match incoming.await {
@@ -216,6 +301,10 @@ async fn accept_loop(
                 connection.close(1u32.into(), b"not in this cluster's peer list");
                 return;
             };
+            if connection.alpn() == ASSET_ALPN {
+                serve_asset(connection, store).await;
+                return;
+            }
             arrivals.fetch_add(1, Ordering::Relaxed);
             info!(%remote, "peer connected");
             receive_frames(connection, NodeId(remote.to_string()), sessions, counters).await;

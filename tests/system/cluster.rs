@@ -118,6 +118,34 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
         .expect("the teacher sees the stroke");
     assert_eq!(seen.body, EventBody::Drawn { stroke });
 
+    // Slides uploaded on the home edge are served by the follower too (fetched over the peer
+    // plane by their address, checked, and kept).
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDRa slide from campus one";
+    let bearer = format!("Bearer {teacher_token}");
+    let uploaded = multistream_tests::http::request(
+        node(&nodes, home),
+        "POST",
+        &format!("/api/sessions/{SESSION}/assets"),
+        &[("Authorization", &bearer)],
+        png,
+    )
+    .await
+    .expect("uploads");
+    assert_eq!(uploaded.status, 201, "{}", uploaded.body);
+    let answer: serde_json::Value = serde_json::from_str(&uploaded.body).expect("json");
+    let address = answer["asset"].as_str().expect("an address");
+    let fetched = multistream_tests::http::request(
+        node(&nodes, follower),
+        "GET",
+        &format!("/api/assets/{address}"),
+        &[],
+        b"",
+    )
+    .await
+    .expect("answers");
+    assert_eq!(fetched.status, 200, "the follower serves the home's upload");
+    assert_eq!(fetched.header("content-type"), Some("image/png"));
+
     // SIGKILL the follower; restart it; the student resumes where it was.
     let resume = student.seq;
     drop(student);
