@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use multistream_proto::ParticipantId;
 use multistream_proto::SessionId;
-use multistream_proto::session::{CommandKey, Event, Seq, Term};
+use multistream_proto::session::{CommandKey, EVENT_BYTES_MAX, Event, Seq, Term};
 use serde::{Deserialize, Serialize};
 
 use class::{ClassState, Refusal, Request};
@@ -530,6 +530,16 @@ impl LogCore {
             key,
             body,
         };
+        let size = event.encode().len();
+        if size > EVENT_BYTES_MAX {
+            self.counters.requests_refused += 1;
+            let refusal = Refusal::new(
+                "too_large",
+                format!("this change is {size} bytes once recorded; the limit is {EVENT_BYTES_MAX}"),
+            );
+            answer(&mut self.outputs, origin, Err(refusal));
+            return;
+        }
         log.state.apply(&event);
         log.waiters.entry(event.seq).or_default().push(origin);
         log.events.push(event);
