@@ -5,7 +5,11 @@
  *
  * The classroom page talks to the node over three channels, each of which heals itself after a
  * network blip with capped exponential backoff:
- *   - a WebSocket, GET /ws/{session}: identity (welcome), the roster, errors;
+ *   - a WebSocket, GET /ws/{session}: identity (welcome), the roster, errors, and the class log:
+ *     a snapshot of the class state, then every event in order (scene, slides, whiteboard, chat,
+ *     hands, permissions); the page's class is that snapshot with the events folded in. Changes
+ *     are commands with idempotency keys, resent with the same key after a reconnection, and
+ *     the hello names the last event applied, so that a blip costs only the events missed;
  *   - WHIP, POST /whip/{session}?source=camera|screen: publish (camera is simulcast);
  *   - WHEP, POST /whep/{session}?source=camera|screen: watch whoever is live with that source.
  * The token comes from the URL fragment (#token= or, after the name form, #invite=) and is kept
@@ -21,13 +25,33 @@
  *     teacher view   #studio, #preview, #preview-note, #screen-preview-tile, #screen-preview,
  *                    #start-camera, #mute-mic, #camera-off, #share-screen, #stop-publishing,
  *                    #share-note
- *     both           #class-title, #live-list, #roster-list, #leave, #rejoin
+ *     both           #class-title, #live-list, #roster-list, #leave, #rejoin, #sync-status,
+ *                    #notice (#notice-text, role=alert; #notice-dismiss), #announcer
+ *     scene          #classroom[data-scene], #scene-bar (presenters: #scene-camera, #scene-slides,
+ *                    #scene-whiteboard, #scene-screen, aria-pressed), #scene-label
+ *     slides         #slides (#slide-image, #slide-frame, #slide-fallback, #slide-caption);
+ *                    presenters: #slides-tools (#slides-file, #slides-upload-status,
+ *                    #slides-prev, #slides-page, #slides-next)
+ *     whiteboard     #board, #board-surface, #board-canvas, #board-tools
+ *                    (input[name=board-color], #board-undo, #board-clear), #board-note
+ *     hands          #raise-hand (not teachers), #hands (#hands-list, #lower-all-hands)
+ *     chat           #chat-log (role=log) > #chat-list (li[data-seq]; li.pending while sending), #chat-form,
+ *                    #chat-input, #chat-send, #chat-readonly (guests)
+ *     people         teacher actions in #roster-list: button[data-action=speak|draw|present|
+ *                    remove][data-participant]; in #hands-list: button[data-action=lower-hand]
  *
  * Test hook, window.multistream (classroom page only):
  *   pcs()   -> [{name, source: 'camera'|'screen', direction: 'publish'|'watch', pc}] for every
  *              media connection that currently has an RTCPeerConnection; name is
  *              `${direction}-${source}`, e.g. 'watch-camera'.
- *   state() -> {connected: boolean (WebSocket open and welcomed), you, roster}
+ *   state() -> {connected: boolean (WebSocket open and welcomed), you, roster,
+ *              synced: a snapshot was applied, seq: last class event applied, scene, page,
+ *              deck: {asset, title, pages} | null, board: number of strokes,
+ *              chat: [texts], hands: [participant ids], members: {id: {name, role, present,
+ *              removed, permissions}}, waiting: commands not yet answered,
+ *              notice: text shown in #notice-text, lastRefusal: {command, code, message} | null}
+ *   command(command) -> Promise<{ok: true, key, seq} | {ok: false, key, code, message}>: sends
+ *              a class command through the same path as the buttons (refusals are shown).
  */
 
 // ---------------------------------------------------------------------------------------------
@@ -56,6 +80,49 @@ const WIRE_VERSION = 1;
 /** WebSocket close codes after which retrying cannot help: bad token, not allowed. */
 const WS_CLOSE_UNAUTHORIZED = 4401;
 const WS_CLOSE_FORBIDDEN = 4403;
+
+/** Chat lines the page keeps, as the node keeps in its class state (CHAT_KEPT_MAX). */
+const CHAT_KEPT_MAX = 500;
+/** Longest chat line, in characters (proto: CHAT_CHARS_MAX). */
+const CHAT_CHARS_MAX = 2_000;
+/** Points in one whiteboard stroke (proto: STROKE_POINTS_MAX); a longer line goes in pieces. */
+const STROKE_POINTS_MAX = 1_000;
+/** Whiteboard coordinates run from 0 to this on each axis (proto: BOARD_EXTENT). */
+const BOARD_EXTENT = 10_000;
+/** Pen width in board units (ten-thousandths of the board's width): about 3 px on a laptop. */
+const BOARD_STROKE_WIDTH = 30;
+/** Strokes drawn here and not yet confirmed by the node, at most: past it the pen waits, so
+ * that a board the node cannot keep up with does not fill this page's memory. */
+const BOARD_PENDING_STROKES_MAX = 50;
+/** Commands sent and not yet answered, at most: below the node's own limit per connection
+ * (CLIENT_PENDING_MAX = 64), so that the node does not have to refuse us as busy. */
+const COMMANDS_IN_FLIGHT_MAX = 32;
+/** Commands waiting to be sent, at most: an unreachable node cannot grow this without bound. */
+const OUTBOX_MAX = 256;
+/** Commands per second, steady, and the burst allowed above it (a quickly written word is a
+ * dozen strokes). */
+const COMMAND_RATE_PER_S = 10;
+const COMMAND_BURST = 30;
+/** Tries of a command the node refuses as busy for a moment, before the refusal is shown. */
+const COMMAND_ATTEMPTS_MAX = 4;
+/** Refusal codes that mean "not now" rather than "no". */
+const TRANSIENT_REFUSALS = ['busy', 'rate_limited'];
+/** Largest upload, in bytes (node: ASSET_BYTES_MAX). */
+const ASSET_BYTES_MAX = 25 * 1024 * 1024;
+/** Pages of one deck, at most (proto: DECK_PAGES_MAX). */
+const DECK_PAGES_MAX = 500;
+/** Longest deck title, in characters (node: 200). */
+const DECK_TITLE_CHARS_MAX = 200;
+/** A content address: the lowercase hex SHA-256 of an uploaded file. */
+const ASSET_ADDRESS = /^[0-9a-f]{64}$/;
+/** Decks whose kind (page images or a PDF) the page remembers; a class rarely opens more. */
+const DECKS_KEPT_MAX = 8;
+/** How long a notice (a refusal, an upload result) stays on screen, unless it has focus. */
+const NOTICE_VISIBLE_MS = 12_000;
+/** Shortest time between two reconnections for a gap in the class events. */
+const RESYNC_INTERVAL_MIN_MS = 5_000;
+/** Announcements read out together at most; a burst (catching up after a blip) is summed up. */
+const ANNOUNCEMENTS_MAX = 3;
 
 /** Camera simulcast layers (quarter, half, full resolution): the node picks one per student
  * so that a slow connection still gets a picture. */
@@ -373,6 +440,8 @@ class SessionSocket {
    * @param {object} options
    * @param {string} options.session
    * @param {string} options.token
+   * @param {() => object} options.hello the hello to send on each (re)connection: it carries
+   *   the last class event applied, so that the node sends only what was missed
    * @param {(message: object) => void} options.onMessage every server message, parsed
    * @param {() => void} options.onChange state or refusal changed
    */
@@ -381,6 +450,9 @@ class SessionSocket {
     this.state = 'closed';
     this.attempt = 0;
     this.refusal = '';
+    /** The close code of a refusal (4401, 4403) and the node's reason, for the caller. */
+    this.refusalCode = 0;
+    this.refusalReason = '';
   }
 
   open() {
@@ -395,6 +467,26 @@ class SessionSocket {
       clearTimeout(this.#retryTimer);
       this.#connect('reconnecting');
     }
+  }
+
+  /** Sends a message on the welcomed connection; false when there is none (the caller keeps
+   * it and sends it after the next welcome). */
+  send(message) {
+    if (this.state !== 'open' || this.#ws?.readyState !== WebSocket.OPEN) return false;
+    this.#ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  /** Drops the connection and opens a new one at once: used when the class events have a gap,
+   * so that the node sends what is missing (or a fresh snapshot). */
+  restart() {
+    if (this.state === 'refused' || this.state === 'closed') return;
+    clearTimeout(this.#retryTimer);
+    clearTimeout(this.#welcomeTimer);
+    const ws = this.#ws;
+    this.#ws = null;
+    ws?.close(1000, 'resync');
+    this.#connect('reconnecting');
   }
 
   close() {
@@ -414,7 +506,7 @@ class SessionSocket {
     this.#ws = ws;
     this.#set(state);
     ws.onopen = () => {
-      ws.send(JSON.stringify({ type: 'hello', token: this.options.token }));
+      ws.send(JSON.stringify(this.options.hello()));
       this.#welcomeTimer = setTimeout(() => ws.close(4000, 'no welcome'), WELCOME_TIMEOUT_MS);
     };
     ws.onmessage = (event) => {
@@ -437,6 +529,8 @@ class SessionSocket {
       clearTimeout(this.#welcomeTimer);
       if (event.code === WS_CLOSE_UNAUTHORIZED || event.code === WS_CLOSE_FORBIDDEN) {
         const reason = event.reason.replace(/[.\s]+$/, '');
+        this.refusalCode = event.code;
+        this.refusalReason = reason;
         const why = reason ? ` (the server says: ${reason})` : '';
         this.refusal = event.code === WS_CLOSE_UNAUTHORIZED
           ? `The class did not accept your link${why}. It may have expired.`
@@ -445,6 +539,7 @@ class SessionSocket {
         this.#set('refused');
         return;
       }
+      this.#ws = null;
       this.#retryTimer = setTimeout(() => this.#connect('reconnecting'), retryDelayMs(this.attempt));
       this.attempt += 1;
       this.#set('reconnecting');
@@ -455,6 +550,283 @@ class SessionSocket {
     this.state = state;
     this.options.onChange();
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The class: a fold of the session log. The node sends a snapshot of its class state (the same
+// shape as node/src/log/class.rs `ClassState`) and then every event in order; the page shows
+// `snapshot + events`. Anything malformed is skipped rather than allowed to break the page, and
+// event kinds this page does not know are ignored (a newer node may add some).
+
+const SCENES = ['camera', 'slides_and_camera', 'whiteboard_and_camera', 'screen'];
+const SCENE_LABELS = {
+  camera: 'camera',
+  slides_and_camera: 'slides and camera',
+  whiteboard_and_camera: 'whiteboard and camera',
+  screen: 'shared screen',
+};
+const PERMISSIONS = ['speak', 'present', 'draw'];
+
+function emptyClass() {
+  return { seq: 0, members: {}, scene: 'camera', deck: null, page: 0, board: [], chat: [], hands: [] };
+}
+
+const isId = (value) => typeof value === 'string' && value.length > 0;
+
+function validDeck(deck) {
+  if (!deck || typeof deck !== 'object' || !ASSET_ADDRESS.test(deck.asset)) return null;
+  const pages = Number(deck.pages);
+  if (!Number.isInteger(pages) || pages < 1) return null;
+  return { asset: deck.asset, title: String(deck.title ?? ''), pages };
+}
+
+function validStroke(stroke) {
+  if (!stroke || typeof stroke !== 'object' || !Array.isArray(stroke.points)) return null;
+  const points = stroke.points.filter((point) => Array.isArray(point) && point.length === 2
+    && Number.isFinite(point[0]) && Number.isFinite(point[1]));
+  if (!points.length) return null;
+  const color = /^#[0-9a-fA-F]{6}$/.test(stroke.color) ? stroke.color : '#000000';
+  const width = Number.isFinite(stroke.width) ? stroke.width : BOARD_STROKE_WIDTH;
+  return { id: stroke.id, color, width, points };
+}
+
+function chatLine(seq, at, from, text) {
+  return { seq: Number(seq) || 0, at: Number(at) || 0, from: String(from ?? ''), text: String(text ?? '') };
+}
+
+/** The class state from a snapshot message, checked field by field. A scene this page does not
+ * know keeps the one shown before (`previousScene`). */
+function classFromSnapshot(seq, raw, previousScene = 'camera') {
+  const state = emptyClass();
+  state.scene = previousScene;
+  state.seq = Number(seq) || 0;
+  if (!raw || typeof raw !== 'object') return state;
+  if (raw.members && typeof raw.members === 'object') {
+    for (const [id, member] of Object.entries(raw.members)) {
+      if (!member || typeof member !== 'object') continue;
+      state.members[id] = {
+        name: String(member.name ?? id),
+        role: String(member.role ?? 'student'),
+        present: Boolean(member.present),
+        removed: Boolean(member.removed),
+        permissions: Array.isArray(member.permissions) ? member.permissions.filter((p) => PERMISSIONS.includes(p)) : [],
+      };
+    }
+  }
+  if (SCENES.includes(raw.scene)) state.scene = raw.scene;
+  state.deck = validDeck(raw.deck);
+  state.page = state.deck && Number.isInteger(raw.page) ? raw.page : 0;
+  if (Array.isArray(raw.board)) {
+    for (const entry of raw.board) {
+      const stroke = validStroke(entry?.stroke);
+      if (stroke && isId(entry.author)) state.board.push({ author: entry.author, stroke });
+    }
+  }
+  if (Array.isArray(raw.chat)) {
+    state.chat = raw.chat.filter((line) => line && typeof line.text === 'string')
+      .slice(-CHAT_KEPT_MAX)
+      .map((line) => chatLine(line.seq, line.at_ms, line.from, line.text));
+  }
+  if (Array.isArray(raw.hands)) state.hands = raw.hands.filter(isId);
+  return state;
+}
+
+/** Folds one event into the state, as the node's `ClassState::apply` does. */
+function applyEvent(state, event) {
+  state.seq = event.seq;
+  const actor = String(event.actor ?? '');
+  const body = event.body && typeof event.body === 'object' ? event.body : {};
+  const member = (id) => state.members[id];
+  switch (body.type) {
+    case 'joined': {
+      const existing = member(actor);
+      if (existing) {
+        existing.name = String(body.name ?? existing.name);
+        existing.present = true;
+      } else {
+        state.members[actor] = { name: String(body.name ?? actor), role: String(body.role ?? 'student'), present: true, removed: false, permissions: [] };
+      }
+      break;
+    }
+    case 'left':
+      if (member(actor)) member(actor).present = false;
+      state.hands = state.hands.filter((id) => id !== actor);
+      break;
+    case 'chat':
+      state.chat.push(chatLine(event.seq, event.at, actor, body.text));
+      if (state.chat.length > CHAT_KEPT_MAX) state.chat.shift();
+      break;
+    case 'hand_raised':
+      if (!state.hands.includes(actor)) state.hands.push(actor);
+      break;
+    case 'hand_lowered':
+      state.hands = state.hands.filter((id) => id !== body.participant);
+      break;
+    case 'all_hands_lowered':
+      state.hands = [];
+      break;
+    case 'scene_set':
+      // A scene this page does not know keeps the last one it does.
+      if (SCENES.includes(body.scene)) state.scene = body.scene;
+      break;
+    case 'deck_opened': {
+      const deck = validDeck(body.deck);
+      if (deck) {
+        state.deck = deck;
+        state.page = 1;
+      }
+      break;
+    }
+    case 'page_shown':
+      if (Number.isInteger(body.page)) state.page = body.page;
+      break;
+    case 'drawn': {
+      const stroke = validStroke(body.stroke);
+      if (stroke) state.board.push({ author: actor, stroke });
+      break;
+    }
+    case 'erased':
+      state.board = state.board.filter((entry) => !(entry.author === body.author && entry.stroke.id === body.stroke));
+      break;
+    case 'board_cleared':
+      state.board = [];
+      break;
+    case 'granted':
+    case 'revoked': {
+      const target = member(body.participant);
+      if (!target || !PERMISSIONS.includes(body.permission)) break;
+      const others = target.permissions.filter((p) => p !== body.permission);
+      target.permissions = body.type === 'granted' ? [...others, body.permission] : others;
+      break;
+    }
+    case 'removed': {
+      const target = member(body.participant);
+      if (target) {
+        target.removed = true;
+        target.present = false;
+        target.permissions = [];
+      }
+      state.hands = state.hands.filter((id) => id !== body.participant);
+      break;
+    }
+    default:
+      break; // A kind from a newer node: skipped, as the node's own fold does.
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbox: commands to the class, each with an idempotency key, kept until the node answers.
+// Sent while the socket is welcomed; after a reconnection everything unanswered is sent again
+// with the same key (the node applies a key once). A token bucket and a cap on unanswered
+// commands keep a fast scribbler from flooding the node (which refuses past its own limit).
+
+class Outbox {
+  #entries = new Map(); // key -> {key, command, sent, attempts, resolve}
+  #prefix = randomHex(6);
+  #counter = 0;
+  #tokens = COMMAND_BURST;
+  #refilledAt = performance.now();
+  #timer = null;
+
+  /**
+   * @param {object} options
+   * @param {(message: object) => boolean} options.send false when not connected
+   * @param {() => void} options.onChange what is waiting changed
+   */
+  constructor(options) {
+    this.options = options;
+  }
+
+  /** Commands not yet answered. */
+  get waiting() {
+    return this.#entries.size;
+  }
+
+  /** A fresh idempotency key: random per page load, so a reload never reuses one. */
+  newKey() {
+    this.#counter += 1;
+    return `c-${this.#prefix}-${this.#counter}`;
+  }
+
+  /** Queues a command. Resolves with {ok: true, key, seq} or {ok: false, key, code, message}. */
+  submit(command, key = this.newKey()) {
+    if (this.#entries.size >= OUTBOX_MAX) {
+      return Promise.resolve({ ok: false, key, code: 'busy', message: 'too many changes are waiting to be sent; wait a moment, then try again' });
+    }
+    return new Promise((resolve) => {
+      this.#entries.set(key, { key, command, sent: false, attempts: 0, resolve });
+      this.flush();
+      this.options.onChange();
+    });
+  }
+
+  /** Sends what may be sent now: in order, within the in-flight cap and the rate limit. */
+  flush() {
+    clearTimeout(this.#timer);
+    this.#timer = null;
+    const now = performance.now();
+    this.#tokens = Math.min(COMMAND_BURST, this.#tokens + ((now - this.#refilledAt) / 1000) * COMMAND_RATE_PER_S);
+    this.#refilledAt = now;
+    let inFlight = [...this.#entries.values()].filter((entry) => entry.sent).length;
+    let wakeAt = Infinity;
+    for (const entry of this.#entries.values()) {
+      if (entry.sent) continue;
+      if (entry.retryAt > now) {
+        wakeAt = Math.min(wakeAt, entry.retryAt);
+        continue;
+      }
+      if (inFlight >= COMMANDS_IN_FLIGHT_MAX) break; // the next answer flushes again
+      if (this.#tokens < 1) {
+        wakeAt = Math.min(wakeAt, now + 1000 / COMMAND_RATE_PER_S);
+        break;
+      }
+      if (!this.options.send({ type: 'command', key: entry.key, command: entry.command })) return; // the next welcome flushes
+      entry.sent = true;
+      entry.attempts += 1;
+      this.#tokens -= 1;
+      inFlight += 1;
+    }
+    if (wakeAt < Infinity) this.#timer = setTimeout(() => this.flush(), Math.max(0, Math.ceil(wakeAt - now)));
+  }
+
+  /** The connection dropped: whatever was sent and not answered goes again, same key. */
+  connectionLost() {
+    for (const entry of this.#entries.values()) entry.sent = false;
+  }
+
+  /** An ack or refused message; returns the answered command, or null if it is not ours. */
+  answer(message) {
+    const entry = this.#entries.get(message.key);
+    if (!entry) return null;
+    const transient = message.type === 'refused' && TRANSIENT_REFUSALS.includes(message.code);
+    if (transient && entry.attempts < COMMAND_ATTEMPTS_MAX) {
+      // The node is busy for a moment: the same command, same key, a little later.
+      entry.sent = false;
+      entry.retryAt = performance.now() + retryDelayMs(entry.attempts - 1);
+      this.flush();
+      return null;
+    }
+    this.#entries.delete(message.key);
+    const result = message.type === 'ack'
+      ? { ok: true, key: entry.key, seq: Number(message.seq) || 0 }
+      : { ok: false, key: entry.key, code: String(message.code ?? ''), message: String(message.message ?? '').slice(0, SERVER_TEXT_CHARS_MAX) };
+    entry.resolve(result);
+    this.flush();
+    this.options.onChange();
+    return { command: entry.command, result };
+  }
+
+  /** Leaving or removed: everything waiting is dropped and answered as not sent. */
+  abandon(message) {
+    clearTimeout(this.#timer);
+    for (const entry of this.#entries.values()) entry.resolve({ ok: false, code: 'not_sent', message });
+    this.#entries.clear();
+  }
+}
+
+function randomHex(bytes) {
+  const values = crypto.getRandomValues(new Uint8Array(bytes));
+  return [...values].map((value) => value.toString(16).padStart(2, '0')).join('');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -526,6 +898,20 @@ const app = {
   micMuted: false,
   cameraOff: false,
   busy: false, // a teacher action is waiting for the browser (permission prompt, publishing)
+  /** The class as of `cls.seq`: the last snapshot with every event since folded in. */
+  cls: emptyClass(),
+  /** A snapshot has been applied since entering: events can be folded and resumed from. */
+  synced: false,
+  /** Commands to the class waiting for the node's answer. */
+  outbox: null,
+  /** My commands the class has not shown yet, by key: {kind: 'draw', stroke} or
+   * {kind: 'chat', text}; `ackSeq` once the node acknowledged it. Drawn and listed as pending. */
+  pending: new Map(),
+  /** Bumped whenever the board (or what is pending on it) changes: the canvas redraws. */
+  boardVersion: 0,
+  /** The teacher removed this participant: the class is over for this page. */
+  removed: false,
+  uploading: false, // slides are being uploaded
 };
 
 function setAlert(topic, text) {
@@ -653,18 +1039,27 @@ function enterClass(token, claims) {
   app.presenter = claims.role === 'teacher' || claims.grants?.publish === true;
   app.view = 'classroom';
   app.alerts.clear();
+  app.cls = emptyClass();
+  app.synced = false;
+  app.removed = false;
+  app.pending.clear();
+  app.boardVersion += 1;
   document.title = `${app.session} · multistream classroom`;
   setText($('class-title'), `Class: ${app.session}`);
 
+  app.outbox = new Outbox({
+    send: (message) => app.socket?.send(message) ?? false,
+    onChange: render,
+  });
   app.socket = new SessionSocket({
     session: app.session,
     token,
+    // After a blip, the node sends only the events after the last one applied here.
+    hello: () => (app.synced
+      ? { type: 'hello', token, resume_from: app.cls.seq }
+      : { type: 'hello', token }),
     onMessage: onServerMessage,
-    onChange: () => {
-      // The node sends an error message just before a refusal; the refusal says it already.
-      if (app.socket?.state === 'refused') app.alerts.delete('server');
-      render();
-    },
+    onChange: onSocketChange,
   });
   app.socket.open();
   if (!app.presenter) {
@@ -678,6 +1073,22 @@ function enterClass(token, claims) {
   }
   render();
   $('class-title').focus();
+}
+
+function onSocketChange() {
+  const socket = app.socket;
+  if (!socket) return;
+  if (socket.state === 'refused') {
+    // The node sends an error message just before a refusal; the refusal says it already.
+    app.alerts.delete('server');
+    if (app.removed || /removed/i.test(socket.refusalReason)) {
+      showRemoved();
+      return;
+    }
+  }
+  // Whatever was sent and not answered goes again, with the same key, after the next welcome.
+  if (socket.state !== 'open') app.outbox?.connectionLost();
+  render();
 }
 
 function onServerMessage(message) {
@@ -694,18 +1105,198 @@ function onServerMessage(message) {
       if (app.presenter && message.can_publish === false) {
         setAlert('publish', 'This class does not let you broadcast with your link. Ask for a teacher link.');
       }
+      retryFailedDecks();
+      app.outbox?.flush();
       break;
     case 'roster':
       app.roster = Array.isArray(message.participants) ? message.participants : [];
       syncScreenWatch();
       break;
+    case 'snapshot':
+      onSnapshot(message);
+      break;
+    case 'event':
+      onClassEvent(message.event);
+      break;
+    case 'ack':
+    case 'refused':
+      onAnswer(message);
+      break;
     case 'error':
+      if (message.code === 'removed') {
+        app.removed = true;
+        return; // the close that follows says it
+      }
       setAlert('server', `The class server says: ${String(message.message || message.code).slice(0, SERVER_TEXT_CHARS_MAX)}`);
       break;
     default:
       return; // Newer message types are ignored; the wire version tells people to reload.
   }
   render();
+}
+
+// ---- The class log: snapshot, events, answers ----
+
+/** My own entry in the class, if the class knows me yet. */
+const me = () => (app.you ? app.cls.members[app.you.id] ?? null : null);
+const isTeacher = () => app.claims?.role === 'teacher';
+const hasPermission = (permission) => isTeacher() || Boolean(me()?.permissions.includes(permission));
+const canPresent = () => hasPermission('present');
+const canDraw = () => hasPermission('draw');
+/** May publish camera, microphone or screen: by the link, or made a speaker by the teacher. */
+const canSpeak = () => app.presenter || Boolean(me()?.permissions.includes('speak'));
+const canChat = () => app.claims?.role !== 'guest';
+/** A copy of my entry, to compare with after an event (the fold changes entries in place). */
+const myCopy = () => (me() ? { ...me(), permissions: [...me().permissions] } : null);
+const memberName = (id) => (id === app.you?.id ? 'You' : app.cls.members[id]?.name ?? 'Someone');
+
+function onSnapshot(message) {
+  const before = myCopy();
+  app.cls = classFromSnapshot(message.seq, message.state, app.cls.scene);
+  app.synced = true;
+  app.boardVersion += 1;
+  for (const [key, item] of app.pending) {
+    if (item.ackSeq && item.ackSeq <= app.cls.seq) app.pending.delete(key);
+  }
+  afterMyChange(before);
+}
+
+function onClassEvent(event) {
+  if (!event || typeof event !== 'object') return;
+  const seq = Number(event.seq);
+  if (!Number.isSafeInteger(seq) || seq <= app.cls.seq) return; // seen already (a resend)
+  if (!app.synced) return; // waiting for a snapshot
+  if (seq !== app.cls.seq + 1) {
+    resync();
+    return;
+  }
+  const before = myCopy();
+  const previousScene = app.cls.scene;
+  applyEvent(app.cls, event);
+  const body = event.body ?? {};
+  const mine = event.actor === app.you?.id;
+  if (mine && typeof event.key === 'string') app.pending.delete(event.key);
+  if (['drawn', 'erased', 'board_cleared'].includes(body.type)) app.boardVersion += 1;
+  if (!mine) announceEvent(body, event.actor, previousScene);
+  afterMyChange(before);
+}
+
+let resyncedAt = -Infinity;
+
+/** A gap in the events: rather than show a wrong class, reconnect and start from a snapshot
+ * (at most once per RESYNC_INTERVAL_MIN_MS, so that a misbehaving node cannot make the page
+ * reconnect in a loop). */
+function resync() {
+  app.synced = false;
+  const wait = Math.max(0, resyncedAt + RESYNC_INTERVAL_MIN_MS - performance.now());
+  setTimeout(() => {
+    resyncedAt = performance.now();
+    app.socket?.restart();
+  }, wait);
+  render();
+}
+
+/** Reads out what others did that matters now. Chat lines are read by the chat log itself. */
+function announceEvent(body, actor, previousScene) {
+  switch (body.type) {
+    case 'scene_set':
+      if (app.cls.scene !== previousScene) announce(`Now showing: ${SCENE_LABELS[app.cls.scene]}.`);
+      break;
+    case 'deck_opened':
+      if (app.cls.deck) announce(`Slides opened: ${app.cls.deck.title || 'untitled'}.`);
+      break;
+    case 'hand_raised':
+      if (isTeacher()) announce(`${memberName(actor)} raised a hand.`);
+      break;
+    case 'hand_lowered':
+      if (body.participant === app.you?.id) announce('Your hand was lowered.');
+      break;
+    case 'all_hands_lowered':
+      announce('All hands were lowered.');
+      break;
+    case 'board_cleared':
+      announce('The whiteboard was cleared.');
+      break;
+    default:
+      break;
+  }
+}
+
+const PERMISSION_NEWS = {
+  speak: ['The teacher made you a speaker: you can start your camera and microphone.', 'The teacher ended your turn to speak.'],
+  present: ['The teacher lets you present: you can change the scene and the slides.', 'You can no longer present.'],
+  draw: ['The teacher lets you draw on the whiteboard.', 'You can no longer draw on the whiteboard.'],
+};
+
+/** My rights changed: tell me, and stop what I may no longer do. */
+function afterMyChange(before) {
+  const after = me();
+  if (after?.removed) app.removed = true;
+  if (!before || !after || isTeacher()) return;
+  for (const permission of PERMISSIONS) {
+    const had = before.permissions.includes(permission);
+    const has = after.permissions.includes(permission);
+    if (had === has) continue;
+    const [granted, revoked] = PERMISSION_NEWS[permission];
+    showNotice(has ? granted : revoked, 'info');
+    if (permission === 'speak' && !has && !app.presenter) {
+      // The node ends the media itself; stop the camera here too, without retrying.
+      stopSource('camera');
+      stopSource('screen');
+    }
+    if (permission === 'draw' && !has) cancelStroke();
+  }
+}
+
+const COMMAND_FAILURES = {
+  chat: 'Your message was not sent',
+  raise_hand: 'Your hand was not raised',
+  lower_hand: 'The hand was not lowered',
+  lower_all_hands: 'The hands were not lowered',
+  set_scene: 'The scene did not change',
+  open_deck: 'The slides were not opened',
+  show_page: 'The page did not change',
+  draw: 'Your drawing was not kept',
+  erase: 'The stroke was not erased',
+  undo: 'Nothing was undone',
+  clear_board: 'The board was not cleared',
+  grant: 'The permission was not given',
+  revoke: 'The permission was not taken back',
+  remove: 'Nobody was removed',
+};
+
+function onAnswer(message) {
+  const answered = app.outbox?.answer(message);
+  if (!answered) return;
+  const { command, result } = answered;
+  const item = app.pending.get(result.key);
+  if (result.ok) {
+    if (item) {
+      item.ackSeq = result.seq;
+      if (result.seq <= app.cls.seq) app.pending.delete(result.key);
+    }
+    return;
+  }
+  if (item) {
+    app.pending.delete(result.key);
+    if (item.kind === 'draw') app.boardVersion += 1;
+    // An unsent message goes back into the box, so that nothing typed is lost.
+    if (item.kind === 'chat' && !$('chat-input').value) $('chat-input').value = item.text;
+  }
+  showRefusal(command, result);
+}
+
+function showRefusal(command, result) {
+  const what = COMMAND_FAILURES[command?.type] ?? 'That was refused';
+  const why = result.message ? `: ${result.message.replace(/[.\s]+$/, '')}` : '';
+  showNotice(`${what}${why}.`, 'refusal');
+  app.lastRefusal = { command: command?.type ?? null, code: result.code, message: result.message };
+}
+
+/** Sends a command to the class; refusals are shown. Resolves with the node's answer. */
+function sendCommand(command, key) {
+  if (!app.outbox) return Promise.resolve({ ok: false, code: 'not_sent', message: 'not in a class' });
+  return app.outbox.submit(command, key);
 }
 
 /** Someone other than me is live with this source. */
@@ -939,10 +1530,505 @@ function toggleCameraPicture() {
   render();
 }
 
+// ---- Class actions: scene, slides, hands, chat, people ----
+
+function setScene(scene) {
+  if (!SCENES.includes(scene) || scene === app.cls.scene) return;
+  sendCommand({ type: 'set_scene', scene });
+}
+
+function showPage(step) {
+  const deck = app.cls.deck;
+  if (!deck) return;
+  const page = Math.min(deck.pages, Math.max(1, app.cls.page + step));
+  if (page !== app.cls.page) sendCommand({ type: 'show_page', page });
+}
+
+function toggleHand() {
+  const raised = app.cls.hands.includes(app.you?.id);
+  sendCommand(raised ? { type: 'lower_hand', participant: null } : { type: 'raise_hand' });
+}
+
+function submitChat(event) {
+  event.preventDefault();
+  const input = $('chat-input');
+  const text = input.value.trim();
+  if (!text || !canChat()) return;
+  if ([...text].length > CHAT_CHARS_MAX) {
+    showNotice(`A message is at most ${CHAT_CHARS_MAX} characters; this one has ${[...text].length}.`, 'refusal');
+    return;
+  }
+  const key = app.outbox.newKey();
+  app.pending.set(key, { kind: 'chat', text, ackSeq: 0 });
+  input.value = '';
+  sendCommand({ type: 'chat', text }, key);
+  render();
+  $('chat-log').scrollTop = $('chat-log').scrollHeight;
+}
+
+/** Teacher actions on a person (grant, revoke, remove) and on raised hands. */
+function onPersonAction(event) {
+  const button = event.target.closest('button[data-action]');
+  if (!button || !isTeacher()) return;
+  const { action, participant } = button.dataset;
+  const member = app.cls.members[participant];
+  switch (action) {
+    case 'speak':
+    case 'draw':
+    case 'present': {
+      const has = Boolean(member?.permissions.includes(action));
+      sendCommand({ type: has ? 'revoke' : 'grant', participant, permission: action });
+      break;
+    }
+    case 'remove':
+      // A removal cannot be undone in class: ask first (the browser's dialog is keyboard and
+      // screen reader friendly).
+      if (window.confirm(`Remove ${member?.name ?? 'this person'} from the class? They will not be able to come back with their link.`)) {
+        sendCommand({ type: 'remove', participant });
+      }
+      break;
+    case 'lower-hand':
+      sendCommand({ type: 'lower_hand', participant });
+      break;
+    default:
+      break;
+  }
+}
+
+// ---- Slides ----
+
+/** What the page knows about each deck's file: asset -> {kind: 'loading' | 'images' | 'pdf' |
+ * 'image' | 'unavailable', pages}. */
+const decks = new Map();
+/** Slide images that failed to load: their URLs, shown as "Slide unavailable". */
+const slideFailures = new Set();
+
+const assetUrl = (address) => `/api/assets/${address}`;
+
+/** Learns whether a deck is a manifest of page images or a PDF (by its content type). */
+async function loadDeck(asset) {
+  if (decks.has(asset)) return;
+  while (decks.size >= DECKS_KEPT_MAX) decks.delete(decks.keys().next().value);
+  decks.set(asset, { kind: 'loading' });
+  let entry;
+  try {
+    const head = await fetch(assetUrl(asset), { method: 'HEAD' });
+    if (!head.ok) throw new Error(`status ${head.status}`);
+    const type = head.headers.get('Content-Type') || '';
+    if (type.includes('json')) {
+      const response = await fetch(assetUrl(asset));
+      if (!response.ok) throw new Error(`status ${response.status}`);
+      const manifest = await response.json();
+      const pages = Array.isArray(manifest?.pages) ? manifest.pages.filter((page) => ASSET_ADDRESS.test(page)) : [];
+      entry = pages.length ? { kind: 'images', pages } : { kind: 'unavailable' };
+    } else if (type.includes('pdf')) {
+      entry = { kind: 'pdf' };
+    } else if (type.startsWith('image/')) {
+      entry = { kind: 'image' }; // a one-page deck
+    } else {
+      entry = { kind: 'unavailable' };
+    }
+  } catch {
+    entry = { kind: 'unavailable' }; // tried again after the next welcome
+  }
+  if (decks.get(asset)?.kind === 'loading') decks.set(asset, entry);
+  render();
+}
+
+/** The node is back: slides that could not be loaded are tried again. */
+function retryFailedDecks() {
+  for (const [asset, entry] of decks) {
+    if (entry.kind === 'unavailable') decks.delete(asset);
+  }
+  if (slideFailures.size) {
+    slideFailures.clear();
+    $('slide-image').removeAttribute('src'); // the next render sets it again, which reloads it
+  }
+}
+
+/** What the slide area shows: {kind: 'none' | 'loading' | 'image' | 'pdf' | 'unavailable'}. */
+function slideView() {
+  const { deck, page } = app.cls;
+  if (!deck) return { kind: 'none' };
+  const entry = decks.get(deck.asset);
+  if (!entry) {
+    loadDeck(deck.asset);
+    return { kind: 'loading' };
+  }
+  const label = `Slide ${page} of ${deck.pages}${deck.title ? `, ${deck.title}` : ''}`;
+  let src = null;
+  if (entry.kind === 'images') {
+    const address = entry.pages[page - 1];
+    src = address ? assetUrl(address) : null;
+  } else if (entry.kind === 'image') {
+    src = page === 1 ? assetUrl(deck.asset) : null;
+  } else if (entry.kind === 'pdf') {
+    // The query makes each page its own address, so the viewer reloads at the page (the
+    // fragment alone is not always followed); the node ignores it and the browser caches the file.
+    return { kind: 'pdf', src: `${assetUrl(deck.asset)}?page=${page}#page=${page}`, label };
+  } else {
+    return { kind: entry.kind };
+  }
+  if (!src || slideFailures.has(src)) return { kind: 'unavailable' };
+  return { kind: 'image', src, label };
+}
+
+function renderSlides() {
+  const view = slideView();
+  const image = $('slide-image');
+  const frame = $('slide-frame');
+  const fallback = $('slide-fallback');
+  image.hidden = view.kind !== 'image';
+  frame.hidden = view.kind !== 'pdf';
+  if (view.kind === 'image') {
+    // Set only when it changes: setting it again would reload the picture.
+    if (image.getAttribute('src') !== view.src) image.setAttribute('src', view.src);
+    if (image.alt !== view.label) image.alt = view.label;
+  } else if (view.kind === 'pdf') {
+    if (frame.getAttribute('src') !== view.src) frame.setAttribute('src', view.src);
+    if (frame.title !== view.label) frame.title = view.label;
+  }
+  const presenting = canPresent();
+  const notes = {
+    none: presenting ? 'No slides yet. Upload them under “Slides”.' : 'No slides yet.',
+    loading: 'Loading the slides…',
+    unavailable: 'Slide unavailable',
+  };
+  fallback.hidden = !(view.kind in notes);
+  setText(fallback, notes[view.kind] ?? '');
+
+  const { deck, page } = app.cls;
+  setText($('slide-caption'), deck ? `${deck.title || 'Slides'}: page ${page} of ${deck.pages}` : '');
+  if (!presenting) return;
+  setText($('slides-page'), deck ? `Page ${page} of ${deck.pages}` : 'No slides open');
+  $('slides-prev').disabled = !deck || page <= 1;
+  $('slides-next').disabled = !deck || page >= deck.pages;
+  $('slides-file').disabled = app.uploading;
+}
+
+function onSlideError() {
+  const src = $('slide-image').getAttribute('src');
+  if (src) slideFailures.add(src);
+  render();
+}
+
+async function uploadAsset(body, contentType) {
+  const response = await fetch(`/api/sessions/${encodeURIComponent(app.session)}/assets`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${app.token}`, 'Content-Type': contentType || 'application/octet-stream' },
+    body,
+  });
+  if (!response.ok) throw await httpError(response);
+  const answer = await response.json();
+  if (!ASSET_ADDRESS.test(answer?.asset)) throw new Error('the server answered without an asset address');
+  return answer;
+}
+
+const baseName = (name) => name.replace(/\.[^.]+$/, '');
+
+function deckTitle(files) {
+  const first = baseName(files[0].name) || 'Slides';
+  const title = files.length === 1 ? first : `${first} and ${files.length - 1} more`;
+  return [...title].slice(0, DECK_TITLE_CHARS_MAX).join('');
+}
+
+/** Uploads the chosen images (one page each) or PDF and opens them as the class's slides. */
+async function uploadSlides() {
+  const input = $('slides-file');
+  const files = [...input.files];
+  const status = $('slides-upload-status');
+  if (!files.length || app.uploading) return;
+  const isPdf = (file) => file.type === 'application/pdf' || /\.pdf$/i.test(file.name);
+  const pdfs = files.filter(isPdf);
+  const images = files.filter((file) => !isPdf(file) && /^image\/(png|jpeg|webp|gif)$/.test(file.type));
+  let problem = '';
+  if (pdfs.length + images.length !== files.length) problem = 'Slides can be PNG, JPEG, WebP or GIF images, or one PDF.';
+  else if (pdfs.length > 1 || (pdfs.length && images.length)) problem = 'Choose one PDF, or some images (one per page), not both.';
+  else if (images.length > DECK_PAGES_MAX) problem = `A deck has at most ${DECK_PAGES_MAX} pages.`;
+  else if (files.some((file) => file.size > ASSET_BYTES_MAX)) problem = `Each file can be at most ${ASSET_BYTES_MAX / 1024 / 1024} MB.`;
+  if (problem) {
+    setText(status, problem);
+    input.value = '';
+    input.focus();
+    return;
+  }
+  app.uploading = true;
+  render();
+  try {
+    let deck;
+    if (pdfs.length) {
+      const [pdf] = pdfs;
+      setText(status, `Uploading ${pdf.name}…`);
+      const answer = await uploadAsset(pdf, 'application/pdf');
+      deck = { asset: answer.asset, title: [...baseName(pdf.name) || 'Slides'].slice(0, DECK_TITLE_CHARS_MAX).join(''), pages: Number(answer.pages) || 1 };
+    } else {
+      images.sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
+      const pages = [];
+      for (const [index, image] of images.entries()) {
+        setText(status, `Uploading slide ${index + 1} of ${images.length}…`);
+        pages.push((await uploadAsset(image, image.type)).asset);
+      }
+      const title = deckTitle(images);
+      const manifest = await uploadAsset(JSON.stringify({ title, pages }), 'application/json');
+      deck = { asset: manifest.asset, title, pages: pages.length };
+    }
+    setText(status, 'Opening the slides…');
+    const result = await sendCommand({ type: 'open_deck', deck });
+    setText(status, result.ok
+      ? `“${deck.title}” is open (${deck.pages} ${deck.pages === 1 ? 'page' : 'pages'}).${app.cls.scene === 'slides_and_camera' ? '' : ' Choose “Slides and camera” to show it.'}`
+      : 'The slides were uploaded but not opened.');
+  } catch (error) {
+    setText(status, `The slides could not be uploaded: ${error instanceof TypeError ? 'the class server cannot be reached' : error.message}`);
+  } finally {
+    input.value = ''; // choosing the same files again is a new choice
+    app.uploading = false;
+    render();
+  }
+}
+
+// ---- Whiteboard ----
+//
+// The board is a 16:9 surface; strokes are in board units, 0..10000 on each axis, so every
+// screen draws the same picture at its own size. A stroke is sent when the pen lifts (longer
+// ones in pieces of STROKE_POINTS_MAX points) and shown as pending until the class has it.
+
+const whiteboard = {
+  /** The stroke being drawn: {pointerId, stroke}. */
+  drawing: null,
+  color: '#1f2328',
+  width: 0, // CSS pixels
+  height: 0,
+  scale: 1, // device pixels per CSS pixel
+  drawnVersion: -1,
+  frame: 0,
+  lastStrokeId: 0,
+};
+
+function setupWhiteboard() {
+  const canvas = $('board-canvas');
+  // Follows the surface's size: a phone turned sideways, a window resized, the board shown.
+  new ResizeObserver(resizeBoard).observe($('board-surface'));
+  canvas.addEventListener('pointerdown', onBoardPointerDown);
+  canvas.addEventListener('pointermove', onBoardPointerMove);
+  canvas.addEventListener('pointerup', finishStroke);
+  canvas.addEventListener('pointercancel', finishStroke);
+  canvas.addEventListener('lostpointercapture', finishStroke);
+  for (const radio of document.querySelectorAll('input[name="board-color"]')) {
+    radio.addEventListener('change', () => {
+      if (radio.checked) whiteboard.color = radio.value;
+    });
+  }
+  $('board-undo').addEventListener('click', () => sendCommand({ type: 'undo' }));
+  $('board-clear').addEventListener('click', () => {
+    if (window.confirm('Clear the whiteboard for everyone?')) sendCommand({ type: 'clear_board' });
+  });
+}
+
+function resizeBoard() {
+  const rect = $('board-surface').getBoundingClientRect();
+  const width = Math.round(rect.width);
+  const height = Math.round(rect.height);
+  if (!width || !height) return; // hidden
+  const scale = Math.min(window.devicePixelRatio || 1, 3);
+  const canvas = $('board-canvas');
+  canvas.width = Math.round(width * scale);
+  canvas.height = Math.round(height * scale);
+  Object.assign(whiteboard, { width, height, scale });
+  redrawBoard();
+}
+
+function requestBoardRedraw() {
+  if (whiteboard.frame) return;
+  whiteboard.frame = requestAnimationFrame(() => {
+    whiteboard.frame = 0;
+    redrawBoard();
+  });
+}
+
+function redrawBoard() {
+  const canvas = $('board-canvas');
+  const context = canvas.getContext('2d');
+  whiteboard.drawnVersion = app.boardVersion;
+  context.setTransform(1, 0, 0, 1, 0, 0);
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  if (!whiteboard.width) return;
+  context.setTransform(whiteboard.scale, 0, 0, whiteboard.scale, 0, 0);
+  for (const entry of app.cls.board) drawStroke(context, entry.stroke);
+  for (const item of app.pending.values()) {
+    if (item.kind === 'draw') drawStroke(context, item.stroke);
+  }
+  if (whiteboard.drawing) drawStroke(context, whiteboard.drawing.stroke);
+}
+
+function strokeStyle(context, stroke) {
+  const lineWidth = Math.max(1, (stroke.width * whiteboard.width) / BOARD_EXTENT);
+  context.strokeStyle = context.fillStyle = stroke.color;
+  context.lineWidth = lineWidth;
+  context.lineCap = context.lineJoin = 'round';
+  return lineWidth;
+}
+
+const toX = (x) => (x * whiteboard.width) / BOARD_EXTENT;
+const toY = (y) => (y * whiteboard.height) / BOARD_EXTENT;
+
+function drawStroke(context, stroke) {
+  const lineWidth = strokeStyle(context, stroke);
+  const [first, ...rest] = stroke.points;
+  context.beginPath();
+  if (!rest.length) {
+    context.arc(toX(first[0]), toY(first[1]), lineWidth / 2, 0, 2 * Math.PI);
+    context.fill();
+    return;
+  }
+  context.moveTo(toX(first[0]), toY(first[1]));
+  for (const [x, y] of rest) context.lineTo(toX(x), toY(y));
+  context.stroke();
+}
+
+function boardPoint(event) {
+  const rect = $('board-canvas').getBoundingClientRect();
+  const fraction = (value, size) => Math.min(1, Math.max(0, size ? value / size : 0));
+  return [
+    Math.round(fraction(event.clientX - rect.left, rect.width) * BOARD_EXTENT),
+    Math.round(fraction(event.clientY - rect.top, rect.height) * BOARD_EXTENT),
+  ];
+}
+
+/** A new stroke id: unique per author across reloads (microseconds of the clock, then +1). */
+function newStroke(points) {
+  whiteboard.lastStrokeId = Math.max(whiteboard.lastStrokeId + 1, Date.now() * 1000);
+  return { id: whiteboard.lastStrokeId, color: whiteboard.color, width: BOARD_STROKE_WIDTH, points };
+}
+
+function onBoardPointerDown(event) {
+  if (!canDraw() || whiteboard.drawing || app.view !== 'classroom' || !app.outbox) return;
+  if (event.pointerType === 'mouse' && event.button !== 0) return;
+  const waiting = [...app.pending.values()].filter((item) => item.kind === 'draw').length;
+  if (waiting >= BOARD_PENDING_STROKES_MAX) {
+    showNotice('The board is still saving your last strokes. Wait a moment, then draw again.', 'refusal');
+    return;
+  }
+  event.preventDefault();
+  event.currentTarget.setPointerCapture(event.pointerId);
+  whiteboard.drawing = { pointerId: event.pointerId, stroke: newStroke([boardPoint(event)]) };
+  requestBoardRedraw();
+}
+
+function onBoardPointerMove(event) {
+  const drawing = whiteboard.drawing;
+  if (!drawing || event.pointerId !== drawing.pointerId) return;
+  const coalesced = event.getCoalescedEvents?.() ?? [];
+  const context = $('board-canvas').getContext('2d');
+  for (const sample of coalesced.length ? coalesced : [event]) {
+    const point = boardPoint(sample);
+    const points = drawing.stroke.points;
+    const last = points[points.length - 1];
+    if (last[0] === point[0] && last[1] === point[1]) continue;
+    points.push(point);
+    // Drawn at once, segment by segment; the next full redraw draws the same.
+    if (whiteboard.width) {
+      strokeStyle(context, drawing.stroke);
+      context.beginPath();
+      context.moveTo(toX(last[0]), toY(last[1]));
+      context.lineTo(toX(point[0]), toY(point[1]));
+      context.stroke();
+    }
+    if (points.length >= STROKE_POINTS_MAX) {
+      // A long line goes in pieces; the next piece starts where this one ends.
+      commitStroke(drawing.stroke);
+      drawing.stroke = newStroke([point]);
+    }
+  }
+}
+
+function finishStroke(event) {
+  const drawing = whiteboard.drawing;
+  if (!drawing || event.pointerId !== drawing.pointerId) return;
+  whiteboard.drawing = null;
+  if (event.type === 'pointercancel' && drawing.stroke.points.length < 2) {
+    app.boardVersion += 1; // a touch that turned into a scroll or a gesture
+    render();
+    return;
+  }
+  commitStroke(drawing.stroke);
+}
+
+function commitStroke(stroke) {
+  if (!app.outbox) return;
+  const key = app.outbox.newKey();
+  app.pending.set(key, { kind: 'draw', stroke, ackSeq: 0 });
+  app.boardVersion += 1;
+  sendCommand({ type: 'draw', stroke }, key);
+  render();
+}
+
+/** Drops a stroke in progress (the right to draw was taken back, or the page left the class). */
+function cancelStroke() {
+  if (!whiteboard.drawing) return;
+  whiteboard.drawing = null;
+  app.boardVersion += 1;
+}
+
+function renderBoard() {
+  const drawing = canDraw();
+  const presenting = canPresent();
+  const count = app.cls.board.length;
+  const canvas = $('board-canvas');
+  canvas.classList.toggle('can-draw', drawing);
+  canvas.setAttribute('aria-label', count
+    ? `Whiteboard with ${count} ${count === 1 ? 'stroke' : 'strokes'}`
+    : 'Whiteboard (empty)');
+  $('board-tools').hidden = !drawing && !presenting;
+  $('board-undo').hidden = !drawing;
+  $('board-clear').hidden = !presenting;
+  $('board-clear').disabled = count === 0;
+  setText($('board-note'), drawing
+    ? 'Draw with a mouse, a finger or a pen. Everyone sees your strokes when you lift it.'
+    : 'Only the teacher, and students the teacher allows, can draw here.');
+  if (whiteboard.drawnVersion !== app.boardVersion) requestBoardRedraw();
+}
+
+// ---- Notices and announcements ----
+
+let noticeTimer = null;
+
+/** Shows a short message (a refusal, a change of rights) until dismissed or replaced. */
+function showNotice(text, kind = 'info') {
+  const notice = $('notice');
+  clearTimeout(noticeTimer);
+  notice.classList.toggle('empty', !text);
+  notice.dataset.kind = kind;
+  setText($('notice-text'), text);
+  $('notice-dismiss').hidden = !text;
+  if (text) noticeTimer = setTimeout(hideNoticeWhenIdle, NOTICE_VISIBLE_MS);
+}
+
+function hideNoticeWhenIdle() {
+  // Not while someone reads it with the pointer or the keyboard on it.
+  if ($('notice').matches(':hover, :focus-within')) {
+    noticeTimer = setTimeout(hideNoticeWhenIdle, NOTICE_VISIBLE_MS / 4);
+    return;
+  }
+  showNotice('');
+}
+
+const announcements = [];
+let announceTimer = null;
+
+/** Reads a class event out politely; a burst (catching up) is cut to the last few. */
+function announce(text) {
+  announcements.push(text);
+  clearTimeout(announceTimer);
+  announceTimer = setTimeout(() => {
+    const recent = announcements.splice(0).slice(-ANNOUNCEMENTS_MAX);
+    setText($('announcer'), recent.join(' '));
+  }, 300);
+}
+
 // ---- Leaving ----
 
-async function leave() {
-  app.view = 'left';
+/** Ends this page's part in the class: media, socket and unsent commands. */
+function endClass(why) {
   const links = [...app.links.values()];
   app.links.clear();
   for (const source of ['camera', 'screen']) {
@@ -951,15 +2037,35 @@ async function leave() {
   }
   $('preview').srcObject = $('screen-preview').srcObject = null;
   $('teacher-video').srcObject = $('screen-video').srcObject = null;
-  app.socket?.close();
+  const socket = app.socket;
   app.socket = null;
+  socket?.close();
+  app.outbox?.abandon(why);
+  app.outbox = null;
+  app.pending.clear();
+  cancelStroke();
   app.you = null;
   app.roster = [];
   app.alerts.clear();
+  showNotice('');
+  return Promise.all(links.map((link) => link.stop()));
+}
+
+async function leave() {
+  app.view = 'left';
+  const stopped = endClass('you left the class');
   document.title = `You left ${app.session} · multistream`;
   render();
   $('left-title').focus();
-  await Promise.all(links.map((link) => link.stop()));
+  await stopped;
+}
+
+/** The teacher removed me: the node closed the socket; nothing reconnects. */
+function showRemoved() {
+  app.view = 'problem';
+  endClass('the teacher removed you from this class');
+  showProblem('The teacher removed you from this class',
+    'You can no longer watch or take part in this class. If you think this is a mistake, talk to your teacher.');
 }
 
 function rejoin() {
@@ -1004,10 +2110,16 @@ function render() {
   }
   if (app.view !== 'classroom') return;
   $('stage').hidden = app.presenter;
-  $('studio').hidden = !app.presenter;
+  $('studio').hidden = !canSpeak();
+  renderScene();
+  renderSlides();
+  renderBoard();
+  renderHands();
+  renderChat();
   renderPeople();
-  if (app.presenter) renderStudio();
-  else renderStage();
+  renderSync();
+  if (canSpeak()) renderStudio();
+  if (!app.presenter) renderStage();
 }
 
 function linkFailure(link) {
@@ -1031,7 +2143,8 @@ function statusText() {
     const what = reconnecting.direction === 'publish' ? 'your broadcast' : 'the video';
     return `Reconnecting ${what}… ${reconnecting.detail}`.trim();
   }
-  return app.presenter ? presenterStatus() : studentStatus();
+  const publishing = app.links.has('publish-camera') || app.links.has('publish-screen');
+  return app.presenter || publishing ? presenterStatus() : studentStatus();
 }
 
 function presenterStatus() {
@@ -1063,23 +2176,50 @@ function studentMediaStatus() {
   return `Connected: ${parts.join('; ')}.`;
 }
 
+/** The scene: what the class's main area shows, chosen by the teacher or a presenter. */
+function renderScene() {
+  const scene = app.cls.scene;
+  const classroom = $('classroom');
+  if (classroom.dataset.scene !== scene) classroom.dataset.scene = scene;
+  const presenting = canPresent();
+  $('scene-bar').hidden = !presenting;
+  for (const button of $('scene-bar').querySelectorAll('button[data-scene]')) {
+    button.setAttribute('aria-pressed', String(button.dataset.scene === scene));
+  }
+  $('scene-label').hidden = presenting;
+  setText($('scene-label'), `The class is showing: ${SCENE_LABELS[scene]}.`);
+  $('slides').hidden = scene !== 'slides_and_camera';
+  $('board').hidden = scene !== 'whiteboard_and_camera';
+  $('slides-tools').hidden = !presenting;
+}
+
 function renderStage() {
   const presenter = liveWith('camera');
   const sharer = liveWith('screen');
-  const screenShown = Boolean(sharer && app.links.get('watch-screen'));
+  // The screen belongs to the camera and screen scenes; slides and the board take its place.
+  const sceneAllowsScreen = app.cls.scene === 'camera' || app.cls.scene === 'screen';
+  const screenShown = Boolean(sharer && app.links.get('watch-screen') && sceneAllowsScreen);
   $('stage').classList.toggle('has-screen', screenShown);
   $('screen-tile').hidden = !screenShown;
   $('camera-tile').hidden = screenShown && !presenter; // no empty box beside a screen
   $('camera-note').hidden = Boolean(presenter);
-  setText($('camera-note'), 'Waiting for the teacher to start.');
+  setText($('camera-note'), app.cls.scene === 'screen' && !sharer
+    ? 'Waiting for the screen to be shared.'
+    : 'Waiting for the teacher to start.');
   $('teacher-video').setAttribute('aria-label', presenter ? `Camera of ${presenter.name}` : 'Teacher camera (not started)');
   $('screen-video').setAttribute('aria-label', sharer ? `Screen shared by ${sharer.name}` : 'Shared screen');
   $('enable-sound').hidden = !app.soundBlocked;
+  // While a speaker sends their own camera, the node may show it back to them: keep it silent
+  // so that they do not hear themselves.
+  const teacherVideo = $('teacher-video');
+  const silent = app.soundBlocked || Boolean(app.camera);
+  if (teacherVideo.muted !== silent) teacherVideo.muted = silent;
 }
 
 function renderStudio() {
   const live = Boolean(app.camera);
   const canShare = Boolean(navigator.mediaDevices?.getDisplayMedia);
+  $('speaker-note').hidden = app.presenter;
   const start = $('start-camera');
   start.hidden = live;
   start.disabled = app.busy;
@@ -1106,19 +2246,210 @@ function renderStudio() {
   $('stop-publishing').hidden = !app.camera && !app.screen;
 }
 
-/** Renders "Who is live" and "Who is here"; rebuilt only when the roster or "you" changes. */
+/** Replaces a list's items and puts the keyboard focus back on the same control (by its
+ * data-focus-key), or on the list when that control is gone. */
+function replaceKeepingFocus(list, items) {
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.focusKey : undefined;
+  list.replaceChildren(...items);
+  if (focused === undefined) return;
+  const again = list.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`);
+  (again ?? list).focus();
+}
+
+function emptyItem(text) {
+  const item = document.createElement('li');
+  item.className = 'empty';
+  item.textContent = text;
+  return item;
+}
+
+function badge(text, className = '') {
+  const element = document.createElement('span');
+  element.className = `badge ${className}`.trim();
+  element.textContent = text;
+  return element;
+}
+
+/** A teacher's button about one person: visible words first, the person's name for screen
+ * readers after (so the accessible name starts with what is visible). */
+function personButton(action, participant, words, name, pressed) {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'small';
+  button.dataset.action = action;
+  button.dataset.participant = participant;
+  button.dataset.focusKey = `${action}:${participant}`;
+  if (pressed !== undefined) button.setAttribute('aria-pressed', String(pressed));
+  const hidden = document.createElement('span');
+  hidden.className = 'visually-hidden';
+  hidden.textContent = `: ${name}`;
+  button.append(words, hidden);
+  return button;
+}
+
+let renderedHands = '';
+function renderHands() {
+  const teacher = isTeacher();
+  const hands = app.cls.hands;
+  const raised = Boolean(app.you && hands.includes(app.you.id));
+  const raise = $('raise-hand');
+  raise.hidden = teacher || !app.you || !app.synced;
+  raise.setAttribute('aria-pressed', String(raised));
+  setText(raise, raised ? 'Lower my hand' : 'Raise hand');
+
+  const key = JSON.stringify([hands, teacher, app.you?.id, hands.map((id) => app.cls.members[id]?.name)]);
+  if (key === renderedHands) return;
+  renderedHands = key;
+  $('hands').hidden = !teacher && hands.length === 0;
+  setText($('hands-title'), `Raised hands (${hands.length})`);
+  $('lower-all-hands').hidden = !teacher || hands.length === 0;
+  const items = hands.map((id) => {
+    const item = document.createElement('li');
+    const name = document.createElement('span');
+    name.className = 'person-name';
+    name.textContent = memberName(id);
+    item.append(name);
+    if (teacher) item.append(personButton('lower-hand', id, 'Lower hand', memberName(id)));
+    return item;
+  });
+  if (!items.length) items.push(emptyItem('No hands are raised.'));
+  replaceKeepingFocus($('hands-list'), items);
+}
+
+/** Renders the chat log, appending new lines (so that screen readers read only those). */
+function renderChat() {
+  $('chat-form').hidden = !canChat();
+  $('chat-readonly').hidden = canChat();
+  const log = $('chat-log');
+  const list = $('chat-list');
+  const lines = app.cls.chat;
+  const pendingChats = [...app.pending].filter(([, item]) => item.kind === 'chat');
+  if (!lines.length && !pendingChats.length) {
+    if (!list.firstElementChild?.classList.contains('empty')) list.replaceChildren(emptyItem('No messages yet.'));
+    return;
+  }
+  list.querySelector('li.empty')?.remove();
+  const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+  const confirmed = [...list.querySelectorAll('li[data-seq]')];
+  const lastShown = Number(confirmed.at(-1)?.dataset.seq ?? 0);
+  const shownLines = lines.filter((line) => line.seq <= lastShown);
+  const consistent = confirmed.length === shownLines.length
+    && (!confirmed.length || Number(confirmed[0].dataset.seq) === shownLines[0]?.seq);
+  // A snapshot replaced the chat (or old lines were dropped): start the list over.
+  if (!consistent) list.replaceChildren();
+  for (const item of list.querySelectorAll('li.pending')) {
+    if (!app.pending.has(item.dataset.key)) item.remove();
+  }
+  const firstPending = list.querySelector('li.pending');
+  const newLines = consistent ? lines.filter((line) => line.seq > lastShown) : lines;
+  for (const line of newLines) list.insertBefore(chatItem(line), firstPending);
+  for (const [key, item] of pendingChats) {
+    if (!list.querySelector(`li.pending[data-key="${CSS.escape(key)}"]`)) list.append(pendingChatItem(key, item.text));
+  }
+  if (nearBottom || newLines.some((line) => line.from === app.you?.id)) log.scrollTop = log.scrollHeight;
+}
+
+function chatItem(line) {
+  const item = document.createElement('li');
+  item.dataset.seq = String(line.seq);
+  if (line.from === app.you?.id) item.className = 'mine';
+  const meta = document.createElement('span');
+  meta.className = 'chat-meta';
+  const from = document.createElement('span');
+  from.className = 'chat-from';
+  from.textContent = memberName(line.from);
+  meta.append(from);
+  if (line.at) {
+    const time = document.createElement('time');
+    const when = new Date(line.at);
+    time.dateTime = when.toISOString();
+    time.textContent = when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    meta.append(' ', time);
+  }
+  const text = document.createElement('span');
+  text.className = 'chat-text';
+  text.textContent = line.text;
+  item.append(meta, text);
+  return item;
+}
+
+function pendingChatItem(key, text) {
+  const item = document.createElement('li');
+  item.className = 'pending mine';
+  item.dataset.key = key;
+  const meta = document.createElement('span');
+  meta.className = 'chat-meta';
+  meta.textContent = 'You · sending…';
+  const body = document.createElement('span');
+  body.className = 'chat-text';
+  body.textContent = text;
+  item.append(meta, body);
+  return item;
+}
+
+/** Renders "Who is live" and "Who is here"; rebuilt only when what they show changes. */
 let renderedPeople = '';
 function renderPeople() {
-  const key = JSON.stringify([app.roster, app.you?.id, app.socket?.state]);
+  const key = JSON.stringify([app.roster, app.you?.id, app.socket?.state, app.cls.members, app.cls.hands, isTeacher()]);
   if (key === renderedPeople) return;
   renderedPeople = key;
   const live = app.roster.filter((person) => person.live?.length);
   fillList($('live-list'), live, 'No one is live yet.');
-  fillList($('roster-list'), app.roster, app.socket?.state === 'open' ? 'No one else is here yet.' : 'Not connected yet.');
-  setText($('people-title'), `Who is here (${app.roster.length})`);
+  const people = classPeople();
+  const here = people.filter((person) => person.present).length;
+  const items = people.map(personItem);
+  if (!items.length) items.push(emptyItem(app.socket?.state === 'open' ? 'No one else is here yet.' : 'Not connected yet.'));
+  replaceKeepingFocus($('roster-list'), items);
+  setText($('people-title'), `Who is here (${here})`);
+}
+
+/** Everyone in the class (present or away, not removed), with what they publish now. Before
+ * the class state arrives, the live roster stands in for it. */
+function classPeople() {
+  const liveById = new Map(app.roster.map((person) => [person.id, person.live ?? []]));
+  const members = Object.entries(app.cls.members).filter(([, member]) => !member.removed);
+  const people = members.length
+    ? members.map(([id, member]) => ({ id, ...member, live: liveById.get(id) ?? [] }))
+    : app.roster.map((person) => ({ ...person, present: true, permissions: [] }));
+  const rank = (person) => (person.role === 'teacher' ? 0 : 1) + (person.present ? 0 : 2);
+  return people.sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
 }
 
 const ROLE_LABELS = { teacher: 'Teacher', student: 'Student', guest: 'Guest' };
+const PERMISSION_LABELS = { speak: 'Speaker', present: 'Presenter', draw: 'Can draw' };
+const PERMISSION_ACTIONS = {
+  speak: ['Make speaker', 'Stop speaker'],
+  draw: ['Allow drawing', 'Stop drawing'],
+  present: ['Allow presenting', 'Stop presenting'],
+};
+
+function personItem(person) {
+  const item = document.createElement('li');
+  const name = document.createElement('span');
+  name.className = 'person-name';
+  name.textContent = person.id === app.you?.id ? `${person.name} (you)` : person.name;
+  item.append(name, ' ', badge(ROLE_LABELS[person.role] ?? person.role));
+  if (!person.present) item.append(' ', badge('Away', 'away'));
+  if (person.live?.length) item.append(' ', badge(`Live: ${[...new Set(person.live)].join(' and ')}`, 'live'));
+  if (app.cls.hands.includes(person.id)) item.append(' ', badge('Hand raised', 'hand'));
+  for (const permission of person.permissions ?? []) item.append(' ', badge(PERMISSION_LABELS[permission] ?? permission));
+  if (isTeacher() && person.role !== 'teacher' && person.id !== app.you?.id) {
+    const actions = document.createElement('div');
+    actions.className = 'person-actions';
+    actions.setAttribute('role', 'group');
+    actions.setAttribute('aria-label', `Actions for ${person.name}`);
+    for (const permission of ['speak', 'draw', 'present']) {
+      const has = person.permissions.includes(permission);
+      const [grant, revoke] = PERMISSION_ACTIONS[permission];
+      actions.append(personButton(permission, person.id, has ? revoke : grant, person.name));
+    }
+    const remove = personButton('remove', person.id, 'Remove…', person.name);
+    remove.classList.add('danger-outline');
+    actions.append(remove);
+    item.append(actions);
+  }
+  return item;
+}
 
 function fillList(list, people, emptyText) {
   const items = people.map((person) => {
@@ -1126,25 +2457,26 @@ function fillList(list, people, emptyText) {
     const name = document.createElement('span');
     name.className = 'person-name';
     name.textContent = person.id === app.you?.id ? `${person.name} (you)` : person.name;
-    const role = document.createElement('span');
-    role.className = 'badge';
-    role.textContent = ROLE_LABELS[person.role] ?? person.role;
-    item.append(name, ' ', role);
-    if (person.live?.length) {
-      const live = document.createElement('span');
-      live.className = 'badge live';
-      live.textContent = `Live: ${[...new Set(person.live)].join(' and ')}`;
-      item.append(' ', live);
-    }
+    item.append(name, ' ', badge(ROLE_LABELS[person.role] ?? person.role));
+    if (person.live?.length) item.append(' ', badge(`Live: ${[...new Set(person.live)].join(' and ')}`, 'live'));
     return item;
   });
-  if (items.length === 0) {
-    const empty = document.createElement('li');
-    empty.className = 'empty';
-    empty.textContent = emptyText;
-    items.push(empty);
-  }
+  if (items.length === 0) items.push(emptyItem(emptyText));
   list.replaceChildren(...items);
+}
+
+/** Where this page is in the class log, and what of mine is still on its way. */
+function renderSync() {
+  const socket = app.socket;
+  const waiting = app.outbox?.waiting ?? 0;
+  const changes = (n) => `${n} ${n === 1 ? 'change' : 'changes'}`;
+  let text;
+  if (!socket || socket.state === 'connecting') text = 'Class log: connecting…';
+  else if (socket.state === 'refused') text = 'Class log: not connected.';
+  else if (socket.state !== 'open') text = `Class log: reconnecting…${waiting ? ` ${changes(waiting)} of yours will be sent when it is back.` : ''}`;
+  else if (!app.synced) text = 'Class log: loading the class…';
+  else text = `Class log: connected, up to date (event ${app.cls.seq}).${waiting ? ` Sending ${changes(waiting)}…` : ''}`;
+  setText($('sync-status'), text);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1159,6 +2491,23 @@ function bindClassroomControls() {
   $('enable-sound').addEventListener('click', enableSound);
   $('leave').addEventListener('click', leave);
   $('rejoin').addEventListener('click', rejoin);
+  for (const button of $('scene-bar').querySelectorAll('button[data-scene]')) {
+    button.addEventListener('click', () => setScene(button.dataset.scene));
+  }
+  $('slides-file').addEventListener('change', uploadSlides);
+  $('slides-prev').addEventListener('click', () => showPage(-1));
+  $('slides-next').addEventListener('click', () => showPage(1));
+  $('slide-image').addEventListener('error', onSlideError);
+  $('raise-hand').addEventListener('click', toggleHand);
+  $('lower-all-hands').addEventListener('click', () => sendCommand({ type: 'lower_all_hands' }));
+  $('hands-list').addEventListener('click', onPersonAction);
+  $('roster-list').addEventListener('click', onPersonAction);
+  $('chat-form').addEventListener('submit', submitChat);
+  $('notice-dismiss').addEventListener('click', () => {
+    showNotice('');
+    $('class-title').focus();
+  });
+  setupWhiteboard();
   window.addEventListener('pagehide', onPageHide);
   // A page restored from the back/forward cache has closed its connections: start afresh.
   window.addEventListener('pageshow', (event) => {
@@ -1185,7 +2534,21 @@ function exposeTestHook() {
       connected: app.socket?.state === 'open',
       you: app.you,
       roster: app.roster,
+      synced: app.synced,
+      seq: app.cls.seq,
+      scene: app.cls.scene,
+      page: app.cls.page,
+      deck: app.cls.deck,
+      board: app.cls.board.length,
+      chat: app.cls.chat.map((line) => line.text),
+      hands: [...app.cls.hands],
+      members: structuredClone(app.cls.members),
+      waiting: app.outbox?.waiting ?? 0,
+      notice: $('notice-text').textContent,
+      lastRefusal: app.lastRefusal ?? null,
     }),
+    /** Sends a class command as the UI would (no button needed); resolves with the answer. */
+    command: (command) => sendCommand(command),
   };
 }
 

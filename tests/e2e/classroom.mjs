@@ -1,7 +1,12 @@
 #!/usr/bin/env node
 // Browser end-to-end test of one classroom: a teacher publishes camera and microphone
 // (simulcast WHIP) and two students watch (WHEP), in real Chromium driven by playwright-core,
-// against a node that is already running.
+// against a node that is already running. Then the class itself, through the page's controls:
+// the teacher switches the scene to the whiteboard, draws, uploads two PNG slides, opens them
+// and turns to page 2, and writes in the chat; every student sees all of it; a student raises a
+// hand and the teacher sees it; a student's scene change (sent without a button) is refused and
+// the refusal is shown; a reloaded student gets the class back from a snapshot; the teacher lets
+// a student draw, and removes another, who is told so.
 //
 //   MULTISTREAM_URL=http://127.0.0.1:PORT \
 //   TEACHER_LINK='http://127.0.0.1:PORT/s/demo#token=…' \
@@ -12,9 +17,11 @@
 // step ("ok - …"); on failure prints what it observed and exits 1. A browser that cannot be
 // launched is a failure, never a skip.
 
+import { createHash } from 'node:crypto';
+
 import { chromium } from 'playwright-core';
 
-/** The whole run, launch to close; a normal run takes about 10 s on 2 busy cores. */
+/** The whole run, launch to close; a normal run takes about 15 s on 2 busy cores. */
 const TOTAL_TIMEOUT_MS = 90_000;
 /** Bound on media reaching a page (first decoded frame is ~0.5 s on loopback). */
 const MEDIA_TIMEOUT_MS = 20_000;
@@ -26,6 +33,11 @@ const PAGE_TIMEOUT_MS = 15_000;
 const POLL_INTERVAL_MS = 100;
 /** How much of each page's console is printed on failure. */
 const CONSOLE_LINES_MAX = 40;
+/** Bound on a class change (a command, its event) reaching every page; on loopback it takes
+ * milliseconds, an upload of two small images a few more. */
+const CLASS_TIMEOUT_MS = 10_000;
+/** The chat line the teacher sends. */
+const CHAT_LINE = 'Welcome! Today: light and lenses.';
 
 /** Flags measured to work on these machines (see the browser-e2e notes). */
 const CHROMIUM_ARGS = [
@@ -119,12 +131,13 @@ function snapshot(page) {
       });
       links.push({ name, source, direction, connectionState: pc.connectionState, transport, inbound, outbound });
     }
-    const { connected, you, roster } = hook.state();
+    const { connected, you, roster, ...classState } = hook.state();
     return {
       links,
       connected,
       you,
       roster,
+      classState,
       status: document.getElementById('status')?.textContent ?? null,
       alert: document.getElementById('alert')?.textContent || null,
     };
@@ -213,6 +226,154 @@ async function leave(page) {
   if (await button.isVisible()) await button.click({ timeout: PAGE_TIMEOUT_MS });
 }
 
+/** The class as a page shows it (window.multistream.state() without the media), with the
+ * notice and alert texts: what a failure prints. */
+function classView(page) {
+  return page.evaluate(() => {
+    const { roster, ...state } = window.multistream?.state() ?? {};
+    const image = document.getElementById('slide-image');
+    return {
+      ...state,
+      people: roster?.length,
+      slideImage: image ? { src: image.getAttribute('src'), hidden: image.hidden, complete: image.complete, naturalWidth: image.naturalWidth } : null,
+      alert: document.getElementById('alert')?.textContent || null,
+      status: document.getElementById('status')?.textContent ?? null,
+    };
+  }).catch((error) => ({ error: error.message }));
+}
+
+/** Waits, inside the page, for `predicate(arg)` to hold; returns the time it took. */
+async function waitInPage(label, page, description, predicate, arg) {
+  const started = Date.now();
+  try {
+    await page.waitForFunction(predicate, arg, { timeout: CLASS_TIMEOUT_MS, polling: POLL_INTERVAL_MS });
+  } catch (error) {
+    throw new Failure(`${label}: ${description}: not within ${CLASS_TIMEOUT_MS} ms (${error.message.split('\n')[0]})`, await classView(page));
+  }
+  return Date.now() - started;
+}
+
+/** A PNG drawn by the page's own canvas: a coloured slide with a number, as bytes. */
+async function slidePng(page, number, color) {
+  const base64 = await page.evaluate(([n, fill]) => {
+    const canvas = document.createElement('canvas');
+    canvas.width = 320;
+    canvas.height = 180;
+    const context = canvas.getContext('2d');
+    context.fillStyle = fill;
+    context.fillRect(0, 0, 320, 180);
+    context.fillStyle = '#ffffff';
+    context.font = 'bold 48px sans-serif';
+    context.fillText(`Slide ${n}`, 60, 110);
+    return canvas.toDataURL('image/png').split(',')[1];
+  }, [number, color]);
+  return Buffer.from(base64, 'base64');
+}
+
+/** Draws a zigzag across the middle of the whiteboard with the mouse (pointer events). */
+async function drawOnBoard(page) {
+  const canvas = page.locator('#board-canvas');
+  await canvas.waitFor({ state: 'visible', timeout: PAGE_TIMEOUT_MS });
+  const box = await canvas.boundingBox();
+  if (!box || box.width < 50 || box.height < 50) throw new Failure('the whiteboard has no room to draw on', box);
+  const at = (fx, fy) => [box.x + box.width * fx, box.y + box.height * fy];
+  await page.mouse.move(...at(0.2, 0.5));
+  await page.mouse.down();
+  for (const [fx, fy] of [[0.3, 0.3], [0.4, 0.7], [0.5, 0.3], [0.6, 0.7], [0.7, 0.5]]) {
+    await page.mouse.move(...at(fx, fy), { steps: 4 });
+  }
+  await page.mouse.up();
+}
+
+const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
+
+/** The class through the page's controls: scene, whiteboard, slides, chat, hands, refusals,
+ * a reload, permissions and a removal. */
+async function classScenario(teacher, students) {
+  const everyone = [['teacher', teacher], ...students];
+  for (const [label, page] of everyone) {
+    await waitInPage(label, page, 'has the class state (a snapshot)', () => window.multistream.state().synced);
+  }
+
+  await teacher.locator('#scene-whiteboard').click({ timeout: PAGE_TIMEOUT_MS });
+  await waitInPage('teacher', teacher, 'shows the whiteboard scene', () => window.multistream.state().scene === 'whiteboard_and_camera');
+  await drawOnBoard(teacher);
+  await waitInPage('teacher', teacher, 'has its stroke on the board', () => window.multistream.state().board >= 1);
+  console.log('ok - teacher switched the scene to the whiteboard and drew a stroke with the mouse');
+
+  const slides = [await slidePng(teacher, 1, '#1d4ed8'), await slidePng(teacher, 2, '#b91c1c')];
+  await teacher.locator('#slides-file').setInputFiles([
+    { name: 'lenses-1.png', mimeType: 'image/png', buffer: slides[0] },
+    { name: 'lenses-2.png', mimeType: 'image/png', buffer: slides[1] },
+  ], { timeout: PAGE_TIMEOUT_MS });
+  const uploadMs = await waitInPage('teacher', teacher, 'has the uploaded deck open at page 1',
+    () => window.multistream.state().deck?.pages === 2 && window.multistream.state().page === 1);
+  await teacher.locator('#slides-next').click({ timeout: PAGE_TIMEOUT_MS });
+  await waitInPage('teacher', teacher, 'shows page 2', () => window.multistream.state().page === 2);
+  console.log(`ok - teacher uploaded two PNG slides (deck open ${uploadMs} ms after choosing the files) and turned to page 2`);
+
+  await teacher.locator('#chat-input').fill(CHAT_LINE, { timeout: PAGE_TIMEOUT_MS });
+  await teacher.locator('#chat-input').press('Enter', { timeout: PAGE_TIMEOUT_MS });
+  await waitInPage('teacher', teacher, 'has its chat line in the class', (text) => window.multistream.state().chat.includes(text), CHAT_LINE);
+
+  /** What every student must see after the teacher's steps. */
+  const seesTheClass = ([text, page2]) => {
+    const state = window.multistream.state();
+    const image = document.getElementById('slide-image');
+    return state.scene === 'whiteboard_and_camera' && state.board >= 1
+      && state.deck?.pages === 2 && state.page === 2 && state.chat.includes(text)
+      && Boolean(image?.getAttribute('src')?.endsWith(page2)) && image.complete && image.naturalWidth > 0;
+  };
+  for (const [label, page] of students) {
+    const ms = await waitInPage(label, page, 'sees the whiteboard scene, the stroke, slide 2 (loaded) and the chat line', seesTheClass, [CHAT_LINE, sha256(slides[1])]);
+    console.log(`ok - ${label} sees the whiteboard scene, the stroke, page 2 of 2 with its image loaded, and the chat line (${ms} ms)`);
+  }
+
+  const [, studentOne] = students[0];
+  const [, studentTwo] = students[1];
+  const oneId = (await studentOne.evaluate(() => window.multistream.state().you.id));
+  await studentOne.locator('#raise-hand').click({ timeout: PAGE_TIMEOUT_MS });
+  await waitInPage('teacher', teacher, 'sees student one\'s raised hand in the queue',
+    (id) => window.multistream.state().hands.includes(id) && document.getElementById('hands-list').textContent.includes('Student One'), oneId);
+  console.log('ok - student one raised a hand and the teacher sees it in the hands queue');
+
+  const refused = await studentTwo.evaluate(() => window.multistream.command({ type: 'set_scene', scene: 'camera' }));
+  if (refused.ok || refused.code !== 'not_permitted' || !refused.message) {
+    throw new Failure('a student\'s set_scene was not refused with not_permitted', { refused, studentTwo: await classView(studentTwo) });
+  }
+  await waitInPage('student two', studentTwo, 'shows the refusal', (message) => document.getElementById('notice-text').textContent.includes(message), refused.message);
+  const teacherScene = await teacher.evaluate(() => window.multistream.state().scene);
+  if (teacherScene !== 'whiteboard_and_camera') throw new Failure('a refused scene change changed the scene', teacherScene);
+  console.log(`ok - student two's scene change was refused (not_permitted: "${refused.message}") and the page says so`);
+
+  await studentOne.reload({ timeout: PAGE_TIMEOUT_MS });
+  const reloadMs = await waitInPage('student one', studentOne, 'has the chat, the board and the slides again after a reload',
+    ([text, page2]) => {
+      const state = window.multistream.state();
+      const image = document.getElementById('slide-image');
+      return state.synced && state.chat.includes(text) && state.board >= 1 && state.scene === 'whiteboard_and_camera'
+        && state.page === 2 && Boolean(image?.getAttribute('src')?.endsWith(page2)) && image.naturalWidth > 0;
+    }, [CHAT_LINE, sha256(slides[1])]);
+  console.log(`ok - student one reloaded the page and got the chat, the board and slide 2 back from the snapshot (${reloadMs} ms)`);
+
+  await teacher.locator(`#roster-list button[data-action="draw"][data-participant="${oneId}"]`).click({ timeout: PAGE_TIMEOUT_MS });
+  await waitInPage('student one', studentOne, 'may draw (tools shown) once the teacher allows it',
+    (id) => window.multistream.state().members[id]?.permissions.includes('draw') && !document.getElementById('board-tools').hidden, oneId);
+  await drawOnBoard(studentOne);
+  await waitInPage('teacher', teacher, 'sees student one\'s stroke', () => window.multistream.state().board >= 2);
+  console.log('ok - the teacher allowed student one to draw, and student one\'s stroke reached the teacher');
+
+  const twoId = (await studentTwo.evaluate(() => window.multistream.state().you.id));
+  teacher.once('dialog', (dialog) => dialog.accept());
+  await teacher.locator(`#roster-list button[data-action="remove"][data-participant="${twoId}"]`).click({ timeout: PAGE_TIMEOUT_MS });
+  await waitInPage('student two', studentTwo, 'is told that the teacher removed them',
+    () => !document.getElementById('problem').hidden && /removed you/.test(document.getElementById('problem-title').textContent)
+      && window.multistream.pcs().length === 0);
+  await waitInPage('teacher', teacher, 'no longer lists student two', (id) => window.multistream.state().members[id]?.removed === true
+    && !document.querySelector(`#roster-list [data-participant="${id}"]`), twoId);
+  console.log('ok - the teacher removed student two, whose page says so and holds no media connection');
+}
+
 async function run() {
   const env = environment();
 
@@ -275,6 +436,8 @@ async function run() {
   if (!decodesCamera(oneStill)) throw new Failure('student one stopped decoding while student two left and rejoined', oneStill);
   console.log('ok - student one kept watching throughout');
 
+  await classScenario(teacher, [['student one', studentOne], ['student two', studentTwo]]);
+
   for (const [label, record] of pages) {
     if (record.errors.length) throw new Failure(`uncaught errors in the ${label} page`, record.errors);
   }
@@ -305,6 +468,7 @@ async function shutdown(code) {
   process.exit(code);
 }
 
+const startedAt = Date.now();
 const overall = setTimeout(async () => {
   await report(new Failure(`the test did not finish within ${TOTAL_TIMEOUT_MS / 1000} s`));
   await shutdown(1);
@@ -313,7 +477,7 @@ const overall = setTimeout(async () => {
 try {
   await run();
   clearTimeout(overall);
-  console.log('ok - classroom end-to-end test passed');
+  console.log(`ok - classroom end-to-end test passed in ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
 } catch (error) {
   clearTimeout(overall);
   await report(error);

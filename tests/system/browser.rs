@@ -1,8 +1,13 @@
 //! The classroom in a real browser: Debian's Chromium driven by playwright-core
 //! (`tests/e2e/classroom.mjs`) against a real node process. One teacher publishes camera and
 //! microphone; two students join through the invitation link and must decode video and receive
-//! audio; one leaves (its peer is freed on the node) and rejoins. The scenario runs over plain
-//! HTTP on loopback and over HTTPS with the node's self-signed certificate.
+//! audio; one leaves (its peer is freed on the node) and rejoins. Then the class state through
+//! the page's controls: the teacher switches to the whiteboard scene, draws, uploads two PNG
+//! slides and turns to page 2, and writes in the chat, and every student sees it; a raised hand
+//! reaches the teacher; a student's scene change is refused and the page shows why; a reloaded
+//! page gets the class back from a snapshot; the teacher lets a student draw and removes
+//! another. The scenario runs over plain HTTP on loopback and over HTTPS with the node's
+//! self-signed certificate.
 //!
 //! Needs `node`, Chromium and `tests/e2e/node_modules` (the README's test command installs them).
 //! A missing browser fails the test: it is never skipped.
