@@ -456,6 +456,7 @@ async fn offer_inner(
             participant: claims.sub.clone(),
             kind,
             source,
+            lead: claims.role == Role::Teacher,
         };
         let who = Who {
             id: claims.sub.clone(),

@@ -1301,7 +1301,9 @@ function sendCommand(command, key) {
 
 /** Someone other than me is live with this source. */
 function liveWith(source) {
-  return app.roster.find((person) => person.id !== app.you?.id && person.live?.includes(source)) ?? null;
+  // The node shows students the teacher first, then the latest other publisher of the source.
+  const live = app.roster.filter((person) => person.id !== app.you?.id && person.live?.includes(source));
+  return live.find((person) => person.role === 'teacher') ?? live[live.length - 1] ?? null;
 }
 
 // ---- Watching (students) ----
@@ -2209,10 +2211,9 @@ function renderStage() {
   $('teacher-video').setAttribute('aria-label', presenter ? `Camera of ${presenter.name}` : 'Teacher camera (not started)');
   $('screen-video').setAttribute('aria-label', sharer ? `Screen shared by ${sharer.name}` : 'Shared screen');
   $('enable-sound').hidden = !app.soundBlocked;
-  // While a speaker sends their own camera, the node may show it back to them: keep it silent
-  // so that they do not hear themselves.
+  // The node never sends a speaker their own stream, so the stage can play with sound.
   const teacherVideo = $('teacher-video');
-  const silent = app.soundBlocked || Boolean(app.camera);
+  const silent = app.soundBlocked;
   if (teacherVideo.muted !== silent) teacherVideo.muted = silent;
 }
 

@@ -85,6 +85,17 @@ impl World {
 
     /// Adds a client and connects it through `add_peer`. Returns its index and peer id.
     pub fn join(&mut self, role: Role, source: Source) -> Result<(usize, PeerId), AddPeerError> {
+        self.join_as(role, source, None, false)
+    }
+
+    /// Like [`World::join`], as a named participant, and as the class lead (a teacher) or not.
+    pub fn join_as(
+        &mut self,
+        role: Role,
+        source: Source,
+        participant: Option<&str>,
+        lead: bool,
+    ) -> Result<(usize, PeerId), AddPeerError> {
         let addr: SocketAddr = format!("127.0.0.1:{}", self.next_port)
             .parse()
             .expect("valid");
@@ -94,11 +105,16 @@ impl World {
             Role::Publisher { .. } => PeerKind::Publisher,
             Role::Subscriber => PeerKind::Subscriber,
         };
+        let participant = match participant {
+            Some(name) => name.parse().expect("valid participant id"),
+            None => format!("p{}", self.next_port).parse().expect("valid"),
+        };
         let spec = PeerSpec {
             session: "class".parse().expect("valid"),
-            participant: format!("p{}", self.next_port).parse().expect("valid"),
+            participant,
             kind,
             source,
+            lead,
         };
         let (peer, answer) = self.sfu.add_peer(self.now, spec, &offer)?;
         client

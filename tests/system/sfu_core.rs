@@ -204,6 +204,36 @@ fn leaving_peers_are_freed_and_a_returning_teacher_is_seen_again() {
 }
 
 #[test]
+fn students_watch_the_teacher_even_when_a_speaker_publishes_later() {
+    let mut world = World::new(SESSION_PEERS_MAX);
+    let (_, teacher) = world
+        .join_as(Role::Publisher { simulcast: false }, Source::Camera, Some("teacher-1"), true)
+        .expect("the teacher publishes");
+    let (watcher, watcher_peer) = world
+        .join_as(Role::Subscriber, Source::Camera, Some("student-1"), false)
+        .expect("a student watches");
+    assert!(world.run_until(Duration::from_secs(5), |w| video_frames(w, watcher) > 5));
+    assert_eq!(world.sfu.feed_of(watcher_peer), Some(teacher));
+    // Another student is made a speaker and publishes: the class keeps watching the teacher,
+    // and the speaker, who also watches, sees the teacher rather than itself.
+    let (_, speaker) = world
+        .join_as(Role::Publisher { simulcast: false }, Source::Camera, Some("student-2"), false)
+        .expect("the speaker publishes");
+    let (_, speaker_watch) = world
+        .join_as(Role::Subscriber, Source::Camera, Some("student-2"), false)
+        .expect("the speaker also watches");
+    world.run_for(Duration::from_secs(1));
+    assert_eq!(world.sfu.feed_of(watcher_peer), Some(teacher));
+    assert_eq!(world.sfu.feed_of(speaker_watch), Some(teacher));
+    // With the teacher gone, the speaker is who there is to watch (but not for itself).
+    let now = world.now;
+    assert!(world.sfu.remove_peer(now, teacher));
+    world.run_for(Duration::from_millis(200));
+    assert_eq!(world.sfu.feed_of(watcher_peer), Some(speaker));
+    assert_eq!(world.sfu.feed_of(speaker_watch), None);
+}
+
+#[test]
 fn a_peer_that_never_completes_dtls_is_reaped() {
     let mut world = World::new(SESSION_PEERS_MAX);
     let (ghost, ghost_peer) = world
@@ -230,6 +260,7 @@ fn bad_offers_get_typed_errors_and_limits_hold() {
         participant: "x".parse().expect("valid"),
         kind,
         source: Source::Camera,
+        lead: false,
     };
     use multistream_node::sfu::PeerKind::{Publisher, Subscriber};
     assert!(matches!(
@@ -442,6 +473,7 @@ fn mutated_offers_never_panic_the_core() {
             participant: "fuzzer".parse().expect("valid"),
             kind,
             source: Source::Camera,
+            lead: false,
         };
         match world.sfu.add_peer(now, spec, &offer) {
             Ok((peer, _)) => {

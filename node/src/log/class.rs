@@ -496,7 +496,16 @@ impl ClassState {
     }
 }
 
+/// Largest stroke id: JavaScript numbers hold integers exactly only up to 2^53 - 1, and every
+/// browser in the class must be able to name a stroke to erase it.
+pub const STROKE_ID_MAX: u64 = (1 << 53) - 1;
+
 fn check_stroke(stroke: &Stroke) -> Result<(), Refusal> {
+    if stroke.id > STROKE_ID_MAX {
+        return Err(invalid(format!(
+            "a stroke id is at most {STROKE_ID_MAX} (browsers cannot hold larger integers exactly)"
+        )));
+    }
     if stroke.points.is_empty() || stroke.points.len() > STROKE_POINTS_MAX {
         return Err(invalid(format!(
             "a stroke has 1 to {STROKE_POINTS_MAX} points, not {}",
@@ -728,6 +737,10 @@ mod tests {
         bad.points.push(Point(10_001, 0));
         assert_eq!(
             code(class.command("s", Command::Draw { stroke: bad })),
+            "invalid"
+        );
+        assert_eq!(
+            code(class.command("s", Command::Draw { stroke: stroke(STROKE_ID_MAX + 1) })),
             "invalid"
         );
         let mut bad = stroke(3);

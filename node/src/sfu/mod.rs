@@ -138,6 +138,9 @@ pub struct PeerSpec {
     pub participant: ParticipantId,
     pub kind: PeerKind,
     pub source: Source,
+    /// A publisher who leads the class (a teacher): subscribers of its source watch it rather
+    /// than anyone else publishing the same source (a student made a speaker).
+    pub lead: bool,
 }
 
 /// Why a peer could not be added.
@@ -620,6 +623,14 @@ impl Sfu {
     }
 
     /// The spec of a live peer.
+    /// The publisher a subscriber is watching, if any.
+    pub fn feed_of(&self, subscriber: PeerId) -> Option<PeerId> {
+        match &self.peers.get(&subscriber)?.role {
+            Role::Subscriber(s) => s.feed,
+            Role::Publisher(_) => None,
+        }
+    }
+
     pub fn peer_spec(&self, id: PeerId) -> Option<&PeerSpec> {
         self.peers.get(&id).map(|peer| &peer.spec)
     }
@@ -991,6 +1002,8 @@ impl Sfu {
             return;
         };
         let (session, source) = (peer.spec.session.clone(), peer.spec.source);
+        let watcher = peer.spec.participant.clone();
+        // The class lead first, then the most recently connected; never one's own stream.
         let candidate = self.rooms.get(&session).and_then(|room| {
             room.publishers
                 .iter()
@@ -999,11 +1012,13 @@ impl Sfu {
                     let Role::Publisher(p) = &publisher.role else {
                         return None;
                     };
-                    (publisher.spec.source == source && publisher.doomed.is_none())
-                        .then_some((p.connected_at?, *pid))
+                    (publisher.spec.source == source
+                        && publisher.doomed.is_none()
+                        && publisher.spec.participant != watcher)
+                        .then_some((publisher.spec.lead, p.connected_at?, *pid))
                 })
                 .max()
-                .map(|(_, pid)| pid)
+                .map(|(_, _, pid)| pid)
         });
         let feed_tracks: Vec<MediaKind> = candidate
             .and_then(|pid| self.peers.get(&pid))
