@@ -31,6 +31,10 @@ pub const STORE_QUEUE_MAX: usize = 256;
 /// A reconnecting client that missed more events than this gets a snapshot instead.
 pub const RESUME_EVENTS_MAX: usize = 5_000;
 
+/// A participant whose last connection closed is marked gone this long afterwards, unless they
+/// are back by then: a reload or a network blip is not leaving the class.
+pub const LEAVE_GRACE: Duration = Duration::from_secs(5);
+
 /// Pending requests of one client (sent, not yet answered), at most.
 pub const CLIENT_PENDING_MAX: usize = 64;
 
@@ -193,6 +197,8 @@ struct Task {
     /// Connections per (session, participant) on this edge: the participant leaves when the
     /// last one closes.
     connections: HashMap<(SessionId, ParticipantId), usize>,
+    /// Participants whose last connection closed, and when they count as gone.
+    leaving: HashMap<(SessionId, ParticipantId), Instant>,
     next_client: u64,
     store: std::sync::mpsc::SyncSender<StoreWrite>,
     peers: mpsc::Sender<Outgoing>,
@@ -247,6 +253,7 @@ pub fn spawn(
         clients: HashMap::new(),
         by_session: HashMap::new(),
         connections: HashMap::new(),
+        leaving: HashMap::new(),
         next_client: 1,
         store: store_tx,
         peers,
@@ -297,6 +304,9 @@ pub fn spawn(
             let deadline = task
                 .core
                 .poll_timeout()
+                .into_iter()
+                .chain(task.leaving.values().copied())
+                .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -305,7 +315,9 @@ pub fn spawn(
                     None => break,
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => {
-                    task.core.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    task.core.handle_timeout(now);
+                    task.leave_due(now);
                 }
             }
             task.drain();
@@ -370,6 +382,8 @@ impl Task {
                     .connections
                     .entry((session.clone(), actor.clone()))
                     .or_default() += 1;
+                // Back within the grace period: they never left.
+                self.leaving.remove(&(session.clone(), actor.clone()));
                 self.core.handle_request(
                     now,
                     wall,
@@ -463,14 +477,32 @@ impl Task {
             }
         };
         if last {
-            let wall = self.wall_ms(now);
-            // Nobody waits for the answer: the connection is gone.
+            self.leaving.insert(key, now + LEAVE_GRACE);
+        }
+    }
+
+    /// Marks gone the participants whose grace period ended without a new connection.
+    fn leave_due(&mut self, now: Instant) {
+        let due: Vec<(SessionId, ParticipantId)> = self
+            .leaving
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        let wall = self.wall_ms(now);
+        for key in due {
+            self.leaving.remove(&key);
+            if self.connections.contains_key(&key) {
+                continue;
+            }
+            let (session, actor) = key;
+            // Nobody waits for the answer: the connections are gone.
             self.core.handle_request(
                 now,
                 wall,
-                &entry.session,
+                &session,
                 ClientRef(0),
-                entry.actor,
+                actor,
                 None,
                 Request::Leave,
             );

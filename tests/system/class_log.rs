@@ -404,3 +404,43 @@ async fn a_flood_of_strokes_is_rate_limited_not_queued() {
     teacher.close().await;
     assert!(node.stop());
 }
+
+#[tokio::test]
+async fn a_reload_is_not_leaving_but_going_away_is() {
+    let node = NodeProcess::start("class-leave").expect("the node starts");
+    let teacher_token = token(&node, "teacher-1", Role::Teacher);
+    let student_token = token(&node, "student-1", Role::Student);
+    let mut teacher = ClassClient::connect(node.http, "physics", &teacher_token, None)
+        .await
+        .expect("connects");
+    let student = ClassClient::connect(node.http, "physics", &student_token, None)
+        .await
+        .expect("connects");
+    teacher
+        .wait_for_event(|e| e.actor.as_str() == "student-1" && matches!(e.body, EventBody::Joined { .. }))
+        .await
+        .expect("the student joins");
+    // A reload: the old connection closes and a new one opens at once.
+    student.close().await;
+    let mut student = ClassClient::connect(node.http, "physics", &student_token, None)
+        .await
+        .expect("reconnects");
+    acked(student.command(Command::RaiseHand).await.expect("answered"));
+    let hand = teacher
+        .wait_for_event(|e| matches!(e.body, EventBody::HandRaised))
+        .await
+        .expect("the hand goes up");
+    assert!(
+        !teacher.events.iter().any(|e| e.seq < hand.seq && matches!(e.body, EventBody::Left)),
+        "a reload is not a leave"
+    );
+    // Going away: after the grace period the student is marked gone and the hand comes down.
+    student.close().await;
+    let left = teacher
+        .wait_for_event(|e| e.actor.as_str() == "student-1" && matches!(e.body, EventBody::Left))
+        .await
+        .expect("the student is marked gone");
+    assert!(left.seq > hand.seq);
+    teacher.close().await;
+    assert!(node.stop());
+}
