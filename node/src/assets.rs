@@ -60,9 +60,50 @@ pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// Pages of a PDF, counted from its page objects (`/Type /Page`, not `/Pages`). Good enough for
-/// the page buttons; the browser's viewer renders the file itself. `None` when there are none.
+/// Largest decompressed object stream looked into, in bytes.
+const OBJECT_STREAM_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// Pages of a PDF, counted from its page objects (`/Type /Page`, not `/Pages`), including those
+/// kept compressed in object streams (PDF 1.5 and later). Good enough for the page buttons; the
+/// browser's viewer renders the file itself. `None` when there are none.
 pub fn pdf_pages(bytes: &[u8]) -> Option<u32> {
+    let mut count = count_page_dictionaries(bytes);
+    let mut index = 0;
+    while let Some(found) = find(&bytes[index..], b"/ObjStm") {
+        let at = index + found;
+        index = at + 7;
+        let Some(data) = stream_after(bytes, at) else {
+            continue;
+        };
+        let mut inflated = Vec::new();
+        let reader = flate2::read::ZlibDecoder::new(data);
+        if std::io::Read::read_to_end(
+            &mut std::io::Read::take(reader, OBJECT_STREAM_BYTES_MAX),
+            &mut inflated,
+        )
+        .is_ok()
+        {
+            count += count_page_dictionaries(&inflated);
+        }
+    }
+    (count > 0).then_some(count.min(DECK_PAGES_MAX))
+}
+
+/// The raw data of the stream whose dictionary contains position `at`.
+fn stream_after(bytes: &[u8], at: usize) -> Option<&[u8]> {
+    let keyword = at + find(&bytes[at..], b"stream")?;
+    let mut start = keyword + b"stream".len();
+    if bytes.get(start) == Some(&b'\r') {
+        start += 1;
+    }
+    if bytes.get(start) == Some(&b'\n') {
+        start += 1;
+    }
+    let end = start + find(bytes.get(start..)?, b"endstream")?;
+    bytes.get(start..end)
+}
+
+fn count_page_dictionaries(bytes: &[u8]) -> u32 {
     let mut count = 0u32;
     let needle = b"/Type";
     let mut index = 0;
@@ -76,7 +117,7 @@ pub fn pdf_pages(bytes: &[u8]) -> Option<u32> {
         }
         index = at;
     }
-    (count > 0).then_some(count.min(DECK_PAGES_MAX))
+    count
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -125,6 +166,20 @@ mod tests {
     fn pdf_pages_are_counted_and_manifests_checked() {
         let pdf = b"%PDF-1.4\n1 0 obj << /Type /Pages /Count 2 >>\n2 0 obj << /Type /Page >>\n3 0 obj <</Type/Page>>";
         assert_eq!(pdf_pages(pdf), Some(2));
+        // Pages kept in a compressed object stream (PDF 1.5+).
+        let mut packed =
+            flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(
+            &mut packed,
+            b"<</Type /Page>> <</Type/Page>> <</Type /Pages>>",
+        )
+        .expect("compresses");
+        let packed = packed.finish().expect("compresses");
+        let mut modern =
+            b"%PDF-1.7\n5 0 obj <</Type /ObjStm /N 3 /Filter /FlateDecode>>\nstream\n".to_vec();
+        modern.extend_from_slice(&packed);
+        modern.extend_from_slice(b"\nendstream\nendobj\n");
+        assert_eq!(pdf_pages(&modern), Some(2));
         assert_eq!(pdf_pages(b"%PDF-1.4 nothing"), None);
         let page = "a".repeat(64);
         let good = format!(r#"{{"title":"Week 1","pages":["{page}","{page}"]}}"#);

@@ -205,9 +205,7 @@ impl FileConfig {
             .unwrap_or(DEFAULT_DEMO_SESSION)
             .parse()
             .map_err(|error| ConfigError::Invalid(format!("demo_session: {error}")))?;
-        let peer_addr = self
-            .peer_addr
-            .unwrap_or_else(|| parse(DEFAULT_PEER_ADDR));
+        let peer_addr = self.peer_addr.unwrap_or_else(|| parse(DEFAULT_PEER_ADDR));
         let peers = self
             .peers
             .unwrap_or_default()

@@ -725,7 +725,8 @@ async fn download_asset(State(state): State<AppState>, Path(address): Path<Strin
             .and_then(|(_, bytes)| Some((assets::sniff(&bytes)?.to_owned(), bytes)));
         if let Some((media_type, bytes)) = fetched {
             let store = Arc::clone(&state.store);
-            let (kept_type, kept_bytes, kept_address) = (media_type.clone(), bytes.clone(), address.clone());
+            let (kept_type, kept_bytes, kept_address) =
+                (media_type.clone(), bytes.clone(), address.clone());
             let _ = tokio::task::spawn_blocking(move || {
                 store.put_asset(&kept_address, &kept_type, &kept_bytes)
             })

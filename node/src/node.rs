@@ -152,7 +152,10 @@ pub async fn run(
             .parse()
             .map_err(|error| anyhow!("peer id {} is not a node id: {error}", peer.id))?;
         if peer.id == node_id.0 {
-            bail!("--peer lists this node's own id ({}); list only the other edges", peer.id);
+            bail!(
+                "--peer lists this node's own id ({}); list only the other edges",
+                peer.id
+            );
         }
         cluster.push(NodeId(peer.id.clone()));
         peers.push(crate::peer::Peer {

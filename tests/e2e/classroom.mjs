@@ -101,6 +101,8 @@ async function openPage(label, url) {
   const record = { page, console: [], errors: [] };
   page.on('console', (message) => {
     record.console.push(`[${message.type()}] ${message.text()}`);
+    // The node serves a strict Content-Security-Policy: anything it blocks is a client bug.
+    if (/Content Security Policy/i.test(message.text())) record.errors.push(`CSP: ${message.text()}`);
     if (record.console.length > CONSOLE_LINES_MAX) record.console.shift();
   });
   // An uncaught exception in the client is a bug even when the media still flows.

@@ -71,7 +71,13 @@ impl Cluster {
     }
 
     /// A token for `session` signed by edge `i`.
-    pub fn token(&self, i: usize, session: &str, identity: &str, role: Role) -> Result<String, String> {
+    pub fn token(
+        &self,
+        i: usize,
+        session: &str,
+        identity: &str,
+        role: Role,
+    ) -> Result<String, String> {
         token_in(
             &self.dirs[i],
             &[

@@ -3,8 +3,8 @@
 //! process.
 
 pub mod classroom;
-pub mod cluster;
 pub mod client;
+pub mod cluster;
 pub mod http;
 pub mod load;
 pub mod node_process;

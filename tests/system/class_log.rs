@@ -207,10 +207,15 @@ async fn a_class_runs_on_its_log_resumes_and_survives_a_crash() {
         .wait_for(|m| matches!(m, ServerMessage::Snapshot { .. }))
         .await
         .expect("a snapshot");
-    let in_snapshot = probe.snapshot.as_ref().and_then(|s| s["members"]["watcher-1"]["present"].as_bool());
+    let in_snapshot = probe
+        .snapshot
+        .as_ref()
+        .and_then(|s| s["members"]["watcher-1"]["present"].as_bool());
     if in_snapshot != Some(true) {
         probe
-            .wait_for_event(|e| e.actor.as_str() == "watcher-1" && matches!(e.body, EventBody::Joined { .. }))
+            .wait_for_event(|e| {
+                e.actor.as_str() == "watcher-1" && matches!(e.body, EventBody::Joined { .. })
+            })
             .await
             .expect("the watcher's join is durable");
     }
@@ -246,7 +251,9 @@ async fn a_class_runs_on_its_log_resumes_and_survives_a_crash() {
     let watcher_present = state["members"]["watcher-1"]["present"].as_bool();
     if watcher_present != Some(false) {
         teacher
-            .wait_for_event(|e| e.actor.as_str() == "watcher-1" && matches!(e.body, EventBody::Left))
+            .wait_for_event(|e| {
+                e.actor.as_str() == "watcher-1" && matches!(e.body, EventBody::Left)
+            })
             .await
             .expect("the restarted node marks the watcher gone");
     }
@@ -395,7 +402,9 @@ async fn a_flood_of_strokes_is_rate_limited_not_queued() {
     assert!(limited > 0, "a flood is cut off");
     // The connection stays usable.
     let answer = teacher
-        .command(Command::Chat { text: "still here".into() })
+        .command(Command::Chat {
+            text: "still here".into(),
+        })
         .await
         .expect("answered");
     assert!(matches!(answer, Answer::Ack(_)), "{answer:?}");
@@ -417,7 +426,9 @@ async fn a_reload_is_not_leaving_but_going_away_is() {
         .await
         .expect("connects");
     teacher
-        .wait_for_event(|e| e.actor.as_str() == "student-1" && matches!(e.body, EventBody::Joined { .. }))
+        .wait_for_event(|e| {
+            e.actor.as_str() == "student-1" && matches!(e.body, EventBody::Joined { .. })
+        })
         .await
         .expect("the student joins");
     // A reload: the old connection closes and a new one opens at once.
@@ -431,7 +442,10 @@ async fn a_reload_is_not_leaving_but_going_away_is() {
         .await
         .expect("the hand goes up");
     assert!(
-        !teacher.events.iter().any(|e| e.seq < hand.seq && matches!(e.body, EventBody::Left)),
+        !teacher
+            .events
+            .iter()
+            .any(|e| e.seq < hand.seq && matches!(e.body, EventBody::Left)),
         "a reload is not a leave"
     );
     // Going away: after the grace period the student is marked gone and the hand comes down.

@@ -55,8 +55,12 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
         nodes[i].as_ref().expect("running").http
     };
 
-    let teacher_token = cluster.token(home, SESSION, "teacher-1", Role::Teacher).expect("a token");
-    let student_token = cluster.token(follower, SESSION, "student-1", Role::Student).expect("a token");
+    let teacher_token = cluster
+        .token(home, SESSION, "teacher-1", Role::Teacher)
+        .expect("a token");
+    let student_token = cluster
+        .token(follower, SESSION, "student-1", Role::Student)
+        .expect("a token");
     let mut teacher = ClassClient::connect(node(&nodes, home), SESSION, &teacher_token, None)
         .await
         .expect("the teacher connects to the home edge");
@@ -87,7 +91,14 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
             .expect("answered"),
     );
     student
-        .wait_for_event(|e| matches!(e.body, EventBody::SceneSet { scene: Scene::WhiteboardAndCamera }))
+        .wait_for_event(|e| {
+            matches!(
+                e.body,
+                EventBody::SceneSet {
+                    scene: Scene::WhiteboardAndCamera
+                }
+            )
+        })
         .await
         .expect("the student follows the scene");
     // The teacher lets the student draw; the student's stroke reaches the teacher.
@@ -104,11 +115,17 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
         id: 1,
         color: "#0055aa".into(),
         width: 12,
-        points: vec![Point(1_000, 1_000), Point(5_000, 2_500), Point(9_000, 8_000)],
+        points: vec![
+            Point(1_000, 1_000),
+            Point(5_000, 2_500),
+            Point(9_000, 8_000),
+        ],
     };
     let drawn = acked(
         student
-            .command(Command::Draw { stroke: stroke.clone() })
+            .command(Command::Draw {
+                stroke: stroke.clone(),
+            })
             .await
             .expect("answered"),
     );
@@ -160,9 +177,14 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
             .expect("the home carries on"),
     );
     nodes[follower] = Some(start(follower));
-    let mut student = ClassClient::connect(node(&nodes, follower), SESSION, &student_token, Some(resume))
-        .await
-        .expect("the student reconnects");
+    let mut student = ClassClient::connect(
+        node(&nodes, follower),
+        SESSION,
+        &student_token,
+        Some(resume),
+    )
+    .await
+    .expect("the student reconnects");
     student
         .wait_for_event(|e| matches!(&e.body, EventBody::Chat { text } if text == "while the other campus was down"))
         .await
@@ -187,7 +209,9 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
     // the same position and the same chat, with the queued line exactly once.
     let mut states = Vec::new();
     for i in [home, follower] {
-        let token = cluster.token(i, SESSION, &format!("observer-{i}"), Role::Guest).expect("a token");
+        let token = cluster
+            .token(i, SESSION, &format!("observer-{i}"), Role::Guest)
+            .expect("a token");
         let mut last = (Seq(0), serde_json::Value::Null);
         for _ in 0..50 {
             last = snapshot(nodes[i].as_ref().expect("running"), &token).await;
@@ -200,7 +224,12 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
     }
     let chats: Vec<Vec<String>> = states.iter().map(|(_, s)| chat_texts(s)).collect();
     assert_eq!(chats[0], chats[1], "the edges' chats differ");
-    assert_eq!(chats[0].iter().filter(|t| *t == text).count(), 1, "{:?}", chats[0]);
+    assert_eq!(
+        chats[0].iter().filter(|t| *t == text).count(),
+        1,
+        "{:?}",
+        chats[0]
+    );
     assert!(chats[0].contains(&"hello from the other campus".to_owned()));
     for node in nodes.into_iter().flatten() {
         assert!(node.stop(), "an edge stops cleanly");
@@ -210,15 +239,17 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
 #[tokio::test]
 async fn an_edge_outside_the_cluster_is_refused() {
     let cluster = Cluster::new("intruder", 3).expect("data directories");
-    let start = |i: usize, peers: &[usize]| {
-        cluster.start_with_peers(i, peers).expect("the edge starts")
-    };
+    let start =
+        |i: usize, peers: &[usize]| cluster.start_with_peers(i, peers).expect("the edge starts");
     // Edges 0 and 1 form the cluster; edge 2 lists edge 0, which does not list it.
     let member = start(0, &[1]);
     let _other = start(1, &[0]);
     let intruder = start(2, &[0]);
     // A session the intruder believes edge 0 is home for, so it tries to follow it there.
-    let pair = [NodeId(cluster.ids[2].clone()), NodeId(cluster.ids[0].clone())];
+    let pair = [
+        NodeId(cluster.ids[2].clone()),
+        NodeId(cluster.ids[0].clone()),
+    ];
     let core = LogCore::new(pair[0].clone(), pair.to_vec(), 1, 1);
     let session = (0..200)
         .map(|n| format!("class-{n}"))
@@ -226,7 +257,16 @@ async fn an_edge_outside_the_cluster_is_refused() {
         .expect("some session hashes to edge 0");
     let token = token_in(
         &cluster.dirs[2],
-        &["--session", &session, "--identity", "s-1", "--name", "S", "--role", "student"],
+        &[
+            "--session",
+            &session,
+            "--identity",
+            "s-1",
+            "--name",
+            "S",
+            "--role",
+            "student",
+        ],
     )
     .expect("a token");
     let client = ClassClient::connect(intruder.http, &session, &token, None)
@@ -274,8 +314,12 @@ async fn bad_frames_from_a_peer_are_counted_and_harm_nothing() {
         .await
         .expect("binds");
     let edge_id = cluster.ids[0].parse().expect("an id");
-    let address = EndpointAddr::new(edge_id).with_ip_addr(cluster.peer_addrs[0].parse().expect("addr"));
-    let connection = endpoint.connect(address, LOG_ALPN).await.expect("the edge accepts a listed peer");
+    let address =
+        EndpointAddr::new(edge_id).with_ip_addr(cluster.peer_addrs[0].parse().expect("addr"));
+    let connection = endpoint
+        .connect(address, LOG_ALPN)
+        .await
+        .expect("the edge accepts a listed peer");
     let oversized = vec![b'x'; 5 * 1024 * 1024];
     let frames: Vec<&[u8]> = vec![
         b"not json at all",
@@ -296,10 +340,16 @@ async fn bad_frames_from_a_peer_are_counted_and_harm_nothing() {
             |n| n >= 4.0,
         )
         .await;
-    assert!(malformed.is_ok(), "each bad frame is counted: {malformed:?}");
+    assert!(
+        malformed.is_ok(),
+        "each bad frame is counted: {malformed:?}"
+    );
     // Forged entries for a session this edge is home of (the test peer is not its home) are
     // ignored, and the class on the edge goes on.
-    let pair = [NodeId(cluster.ids[0].clone()), NodeId(endpoint.id().to_string())];
+    let pair = [
+        NodeId(cluster.ids[0].clone()),
+        NodeId(endpoint.id().to_string()),
+    ];
     let core = LogCore::new(pair[0].clone(), pair.to_vec(), 1, 1);
     let session = (0..200)
         .map(|n| format!("forged-{n}"))
@@ -321,13 +371,24 @@ async fn bad_frames_from_a_peer_are_counted_and_harm_nothing() {
         .await;
     assert!(ignored.is_ok(), "forged entries are ignored: {ignored:?}");
     let teacher = edge
-        .token(&["--session", session, "--identity", "t-1", "--name", "T", "--role", "teacher"])
+        .token(&[
+            "--session",
+            session,
+            "--identity",
+            "t-1",
+            "--name",
+            "T",
+            "--role",
+            "teacher",
+        ])
         .expect("a token");
     let mut client = ClassClient::connect(edge.http, session, &teacher, None)
         .await
         .expect("the edge still serves classes");
     let answer = client
-        .command(Command::Chat { text: "all fine".into() })
+        .command(Command::Chat {
+            text: "all fine".into(),
+        })
         .await
         .expect("answered");
     assert!(matches!(answer, Answer::Ack(_)), "{answer:?}");

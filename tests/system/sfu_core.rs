@@ -207,7 +207,12 @@ fn leaving_peers_are_freed_and_a_returning_teacher_is_seen_again() {
 fn students_watch_the_teacher_even_when_a_speaker_publishes_later() {
     let mut world = World::new(SESSION_PEERS_MAX);
     let (_, teacher) = world
-        .join_as(Role::Publisher { simulcast: false }, Source::Camera, Some("teacher-1"), true)
+        .join_as(
+            Role::Publisher { simulcast: false },
+            Source::Camera,
+            Some("teacher-1"),
+            true,
+        )
         .expect("the teacher publishes");
     let (watcher, watcher_peer) = world
         .join_as(Role::Subscriber, Source::Camera, Some("student-1"), false)
@@ -217,7 +222,12 @@ fn students_watch_the_teacher_even_when_a_speaker_publishes_later() {
     // Another student is made a speaker and publishes: the class keeps watching the teacher,
     // and the speaker, who also watches, sees the teacher rather than itself.
     let (_, speaker) = world
-        .join_as(Role::Publisher { simulcast: false }, Source::Camera, Some("student-2"), false)
+        .join_as(
+            Role::Publisher { simulcast: false },
+            Source::Camera,
+            Some("student-2"),
+            false,
+        )
         .expect("the speaker publishes");
     let (_, speaker_watch) = world
         .join_as(Role::Subscriber, Source::Camera, Some("student-2"), false)

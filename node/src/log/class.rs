@@ -35,7 +35,9 @@ pub enum Request {
         edge: Option<String>,
     },
     Leave,
-    Command { command: Command },
+    Command {
+        command: Command,
+    },
 }
 
 /// Why a request was refused. `code` is stable (clients and tests match on it); `message` is for
@@ -224,7 +226,9 @@ impl ClassState {
                     Some(member) if member.removed => Err(not_permitted(
                         "you were removed from this class by the teacher",
                     )),
-                    Some(member) if member.present && member.name == *name && member.edge == *edge => {
+                    Some(member)
+                        if member.present && member.name == *name && member.edge == *edge =>
+                    {
                         Ok(None)
                     }
                     None if self.members.len() >= MEMBERS_MAX => Err(Refusal::new(
@@ -740,7 +744,12 @@ mod tests {
             "invalid"
         );
         assert_eq!(
-            code(class.command("s", Command::Draw { stroke: stroke(STROKE_ID_MAX + 1) })),
+            code(class.command(
+                "s",
+                Command::Draw {
+                    stroke: stroke(STROKE_ID_MAX + 1)
+                }
+            )),
             "invalid"
         );
         let mut bad = stroke(3);

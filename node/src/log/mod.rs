@@ -535,7 +535,9 @@ impl LogCore {
             self.counters.requests_refused += 1;
             let refusal = Refusal::new(
                 "too_large",
-                format!("this change is {size} bytes once recorded; the limit is {EVENT_BYTES_MAX}"),
+                format!(
+                    "this change is {size} bytes once recorded; the limit is {EVENT_BYTES_MAX}"
+                ),
             );
             answer(&mut self.outputs, origin, Err(refusal));
             return;

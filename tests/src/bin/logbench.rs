@@ -98,7 +98,9 @@ fn store_appends() -> Result<(), String> {
         let events: Vec<Event> = (0..batch)
             .map(|i| chat_event(single + 1 + b * batch + i, LINE))
             .collect();
-        store.append(&session, None, &events, 0).map_err(|e| e.to_string())?;
+        store
+            .append(&session, None, &events, 0)
+            .map_err(|e| e.to_string())?;
     }
     let rate = (batch * batches) as f64 / started.elapsed().as_secs_f64();
     println!("| store: durable appends/s, group-committed ({batch} per commit) | {rate:.0} |");
@@ -109,7 +111,14 @@ fn store_appends() -> Result<(), String> {
 
 fn token(node: &NodeProcess, session: &str, identity: &str, role: Role) -> Result<String, String> {
     node.token(&[
-        "--session", session, "--identity", identity, "--name", identity, "--role", role.as_str(),
+        "--session",
+        session,
+        "--identity",
+        identity,
+        "--name",
+        identity,
+        "--role",
+        role.as_str(),
     ])
 }
 
@@ -120,7 +129,12 @@ async fn node_acks(samples: usize) -> Result<(), String> {
     let mut client = ClassClient::connect(node.http, "acks", &teacher, None).await?;
     let started = Instant::now();
     for n in 0..samples {
-        match client.command(Command::Chat { text: format!("{LINE} {n}") }).await? {
+        match client
+            .command(Command::Chat {
+                text: format!("{LINE} {n}"),
+            })
+            .await?
+        {
             Answer::Ack(_) => {}
             Answer::Refused { message, .. } => return Err(message),
         }
@@ -137,7 +151,9 @@ async fn node_acks(samples: usize) -> Result<(), String> {
         while sent < total && sent - answered < in_flight {
             let message = multistream_proto::wire::ClientMessage::Command {
                 key: format!("burst-{sent}").parse().map_err(|e: String| e)?,
-                command: Command::Chat { text: format!("{LINE} burst {sent}") },
+                command: Command::Chat {
+                    text: format!("{LINE} burst {sent}"),
+                },
             };
             client
                 .send_raw(&serde_json::to_string(&message).map_err(|e| e.to_string())?)
@@ -156,7 +172,9 @@ async fn node_acks(samples: usize) -> Result<(), String> {
         }
     }
     let rate = total as f64 / started.elapsed().as_secs_f64();
-    println!("| node: chat commands acknowledged/s, {in_flight} in flight (group commit) | {rate:.0} |");
+    println!(
+        "| node: chat commands acknowledged/s, {in_flight} in flight (group commit) | {rate:.0} |"
+    );
     node.stop();
     Ok(())
 }
@@ -236,7 +254,9 @@ async fn follower_catch_up(events: u64) -> Result<(), String> {
         while seq <= events {
             let end = (seq + 1_000).min(events + 1);
             let batch: Vec<Event> = (seq..end).map(|s| chat_event(s, LINE)).collect();
-            store.append(&id, None, &batch, 0).map_err(|e| e.to_string())?;
+            store
+                .append(&id, None, &batch, 0)
+                .map_err(|e| e.to_string())?;
             seq = end;
         }
     }
@@ -276,12 +296,18 @@ fn bytes_on_disk() -> Result<(), String> {
     {
         let store = Store::open(&path).map_err(|e| e.to_string())?;
         for batch in 0..100u64 {
-            let events: Vec<Event> = (1..=100).map(|i| chat_event(batch * 100 + i, LINE)).collect();
-            store.append(&session, None, &events, 0).map_err(|e| e.to_string())?;
+            let events: Vec<Event> = (1..=100)
+                .map(|i| chat_event(batch * 100 + i, LINE))
+                .collect();
+            store
+                .append(&session, None, &events, 0)
+                .map_err(|e| e.to_string())?;
         }
     }
     let full = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
-    let encoded: usize = (1..=10_000u64).map(|s| chat_event(s, LINE).encode().len()).sum();
+    let encoded: usize = (1..=10_000u64)
+        .map(|s| chat_event(s, LINE).encode().len())
+        .sum();
     println!(
         "| bytes on disk per 10,000 chat events (encoded: {encoded}) | {} |",
         full.saturating_sub(empty)
