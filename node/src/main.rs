@@ -184,27 +184,28 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
-fn id(args: IdArgs) -> anyhow::Result<()> {
-    let data_dir = match args.data_dir {
+/// The data directory a `token` or `id` command works on: the flag, else the config file's, else
+/// the default; created if missing.
+fn data_dir_of(flag: Option<PathBuf>, config: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    let data_dir = match flag {
         Some(dir) => dir,
-        None => file_config(args.config.as_ref())?
+        None => file_config(config)?
             .data_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
     };
     node::prepare_data_dir(&data_dir)?;
+    Ok(data_dir)
+}
+
+fn id(args: IdArgs) -> anyhow::Result<()> {
+    let data_dir = data_dir_of(args.data_dir, args.config.as_ref())?;
     let key = multistream_node::peer::load_or_create_key(&data_dir)?;
     println!("{}", key.public());
     Ok(())
 }
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {
-    let data_dir = match args.data_dir {
-        Some(dir) => dir,
-        None => file_config(args.config.as_ref())?
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-    };
-    node::prepare_data_dir(&data_dir)?;
+    let data_dir = data_dir_of(args.data_dir, args.config.as_ref())?;
     let issuer = Issuer::load_or_create(&data_dir)?;
     let lifetime = parse_lifetime(&args.lifetime).map_err(anyhow::Error::msg)?;
     let name = multistream_proto::claims::validate_display_name(&args.name)?;

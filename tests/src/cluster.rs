@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use multistream_node::log::{LogCore, NodeId};
 use multistream_proto::Role;
 
-use crate::node_process::{NodeProcess, fresh_data_dir, node_id, token_in};
+use crate::node_process::{NodeProcess, fresh_data_dir, node_id, participant_token};
 
 /// Edges with data directories, ids and a free UDP port each for the peer plane.
 pub struct Cluster {
@@ -78,19 +78,7 @@ impl Cluster {
         identity: &str,
         role: Role,
     ) -> Result<String, String> {
-        token_in(
-            &self.dirs[i],
-            &[
-                "--session",
-                session,
-                "--identity",
-                identity,
-                "--name",
-                identity,
-                "--role",
-                role.as_str(),
-            ],
-        )
+        participant_token(&self.dirs[i], session, identity, role)
     }
 }
 

@@ -299,25 +299,10 @@ impl Drop for NodeProcess {
     }
 }
 
-/// The peer-plane id of the node whose data directory is `data_dir` (made on first use), as
-/// `multistream-node id` prints it.
-pub fn node_id(data_dir: &std::path::Path) -> Result<String, String> {
+/// Runs a `multistream-node` command that prints one line (`id`, `token`) on a data directory.
+fn node_cli(command: &str, data_dir: &std::path::Path, args: &[&str]) -> Result<String, String> {
     let output = Command::new(node_binary())
-        .arg("id")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !output.status.success() {
-        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
-
-/// Mints a token with the CLI of the node whose data directory is `data_dir`.
-pub fn token_in(data_dir: &std::path::Path, args: &[&str]) -> Result<String, String> {
-    let output = Command::new(node_binary())
-        .arg("token")
+        .arg(command)
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
@@ -327,6 +312,40 @@ pub fn token_in(data_dir: &std::path::Path, args: &[&str]) -> Result<String, Str
         return Err(String::from_utf8_lossy(&output.stderr).into_owned());
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// The peer-plane id of the node whose data directory is `data_dir` (made on first use), as
+/// `multistream-node id` prints it.
+pub fn node_id(data_dir: &std::path::Path) -> Result<String, String> {
+    node_cli("id", data_dir, &[])
+}
+
+/// Mints a token with the CLI of the node whose data directory is `data_dir`.
+pub fn token_in(data_dir: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    node_cli("token", data_dir, args)
+}
+
+/// A personal token for `identity` (also its display name) in `session`, signed by the node
+/// whose data directory is `data_dir`.
+pub fn participant_token(
+    data_dir: &std::path::Path,
+    session: &str,
+    identity: &str,
+    role: multistream_proto::Role,
+) -> Result<String, String> {
+    token_in(
+        data_dir,
+        &[
+            "--session",
+            session,
+            "--identity",
+            identity,
+            "--name",
+            identity,
+            "--role",
+            role.as_str(),
+        ],
+    )
 }
 
 /// The token in a link's fragment (`#token=` or `#invite=`).

@@ -5,20 +5,10 @@ use multistream_proto::Role;
 use multistream_proto::session::{Command, EventBody, Permission, Scene, Seq};
 use multistream_proto::wire::ServerMessage;
 use multistream_tests::classroom::{Answer, ClassClient};
-use multistream_tests::node_process::NodeProcess;
+use multistream_tests::node_process::{NodeProcess, participant_token};
 
 fn token(node: &NodeProcess, identity: &str, role: Role) -> String {
-    node.token(&[
-        "--session",
-        "physics",
-        "--identity",
-        identity,
-        "--name",
-        &identity.to_uppercase(),
-        "--role",
-        role.as_str(),
-    ])
-    .expect("the CLI mints a token")
+    participant_token(&node.data_dir, "physics", identity, role).expect("the CLI mints a token")
 }
 
 fn refused(answer: &Answer) -> &str {

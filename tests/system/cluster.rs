@@ -8,7 +8,7 @@ use multistream_proto::session::{Command, EventBody, Permission, Point, Scene, S
 use multistream_proto::wire::ServerMessage;
 use multistream_tests::classroom::{Answer, ClassClient};
 use multistream_tests::cluster::Cluster;
-use multistream_tests::node_process::{NodeProcess, token_in};
+use multistream_tests::node_process::NodeProcess;
 
 const SESSION: &str = "chemistry";
 
@@ -255,20 +255,9 @@ async fn an_edge_outside_the_cluster_is_refused() {
         .map(|n| format!("class-{n}"))
         .find(|s| core.home_of(&s.parse().expect("valid")) == pair[1])
         .expect("some session hashes to edge 0");
-    let token = token_in(
-        &cluster.dirs[2],
-        &[
-            "--session",
-            &session,
-            "--identity",
-            "s-1",
-            "--name",
-            "S",
-            "--role",
-            "student",
-        ],
-    )
-    .expect("a token");
+    let token = cluster
+        .token(2, &session, "s-1", Role::Student)
+        .expect("a token");
     let client = ClassClient::connect(intruder.http, &session, &token, None)
         .await
         .expect("the intruder's own client connects");
@@ -370,17 +359,8 @@ async fn bad_frames_from_a_peer_are_counted_and_harm_nothing() {
         )
         .await;
     assert!(ignored.is_ok(), "forged entries are ignored: {ignored:?}");
-    let teacher = edge
-        .token(&[
-            "--session",
-            session,
-            "--identity",
-            "t-1",
-            "--name",
-            "T",
-            "--role",
-            "teacher",
-        ])
+    let teacher = cluster
+        .token(0, session, "t-1", Role::Teacher)
         .expect("a token");
     let mut client = ClassClient::connect(edge.http, session, &teacher, None)
         .await

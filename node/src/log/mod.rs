@@ -782,6 +782,29 @@ impl LogCore {
         }
     }
 
+    /// Whether this edge is the session's home and so answers a follower's message; if not,
+    /// tells the sender who is. A session unknown here is opened (the shell opens stored ones
+    /// before handing messages over, so it is new).
+    fn serve_as_home(&mut self, now: Instant, from: &NodeId, session: &SessionId) -> bool {
+        if !self.is_home(session) {
+            self.counters.frames_ignored += 1;
+            let home = self.home_of(session);
+            self.outputs.push_back(LogOutput::Send {
+                to: from.clone(),
+                message: PeerMessage::NotHome {
+                    session: session.clone(),
+                    term: self.epoch,
+                    home,
+                },
+            });
+            return false;
+        }
+        if !self.sessions.contains_key(session) {
+            self.open(now, session, Vec::new());
+        }
+        true
+    }
+
     fn on_follow(
         &mut self,
         now: Instant,
@@ -791,23 +814,8 @@ impl LogCore {
         next: Seq,
         prev_term: Term,
     ) {
-        if !self.is_home(&session) {
-            self.counters.frames_ignored += 1;
-            let home = self.home_of(&session);
-            self.outputs.push_back(LogOutput::Send {
-                to: from,
-                message: PeerMessage::NotHome {
-                    session,
-                    term: self.epoch,
-                    home,
-                },
-            });
+        if !self.serve_as_home(now, &from, &session) {
             return;
-        }
-        if !self.sessions.contains_key(&session) {
-            // The shell opens sessions from the store before handing their messages over; a
-            // session unknown here is new.
-            self.open(now, &session, Vec::new());
         }
         let Some(log) = self.sessions.get_mut(&session) else {
             return;
@@ -997,20 +1005,8 @@ impl LogCore {
         key: Option<CommandKey>,
         request: Request,
     ) {
-        if !self.is_home(&session) {
-            let home = self.home_of(&session);
-            self.outputs.push_back(LogOutput::Send {
-                to: from,
-                message: PeerMessage::NotHome {
-                    session,
-                    term: self.epoch,
-                    home,
-                },
-            });
+        if !self.serve_as_home(now, &from, &session) {
             return;
-        }
-        if !self.sessions.contains_key(&session) {
-            self.open(now, &session, Vec::new());
         }
         let Some(log) = self.sessions.get_mut(&session) else {
             return;

@@ -18,7 +18,7 @@ use multistream_proto::Role;
 use multistream_proto::session::{Command, Event, EventBody, Seq, Term};
 use multistream_tests::classroom::{Answer, ClassClient};
 use multistream_tests::cluster::Cluster;
-use multistream_tests::node_process::{NodeProcess, fresh_data_dir};
+use multistream_tests::node_process::{NodeProcess, fresh_data_dir, participant_token};
 
 fn main() -> std::process::ExitCode {
     let mut samples = 500usize;
@@ -110,16 +110,7 @@ fn store_appends() -> Result<(), String> {
 }
 
 fn token(node: &NodeProcess, session: &str, identity: &str, role: Role) -> Result<String, String> {
-    node.token(&[
-        "--session",
-        session,
-        "--identity",
-        identity,
-        "--name",
-        identity,
-        "--role",
-        role.as_str(),
-    ])
+    participant_token(&node.data_dir, session, identity, role)
 }
 
 async fn node_acks(samples: usize) -> Result<(), String> {
