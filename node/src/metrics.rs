@@ -230,6 +230,18 @@ pub fn render(
             "Outgoing peer connections up.",
             &[("", load(&peers.connections_up))],
         );
+        family(
+            "multistream_peer_connections_opened_total",
+            "counter",
+            "Outgoing peer connections made: first contacts and reconnections after a failure or a peer's restart.",
+            &[("", load(&peers.connections_opened))],
+        );
+        family(
+            "multistream_peer_assets_fetched_total",
+            "counter",
+            "Uploaded assets fetched from other edges (by content address, checked).",
+            &[("", load(&peers.assets_fetched))],
+        );
     }
     out
 }

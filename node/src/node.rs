@@ -324,6 +324,10 @@ pub async fn run(
     }
     // The session task finishes the write it is in; what was acknowledged is already durable.
     let _ = sessions_task.await;
+    if let Some(plane) = &peer_plane {
+        // Tells the other edges at once, instead of leaving them to time the connections out.
+        plane.endpoint.close().await;
+    }
     println!("Stopped.");
     Ok(())
 }

@@ -100,7 +100,20 @@ pub fn node_id(key: &SecretKey) -> NodeId {
 #[derive(Serialize, Deserialize)]
 struct Frame {
     v: u32,
+    /// A random number the sending process chose at start: when it changes, the peer restarted
+    /// and our connection to it is stale.
+    #[serde(default)]
+    incarnation: u64,
     message: PeerMessage,
+}
+
+/// What this edge knows of another, shared by the receiving and sending sides.
+#[derive(Debug, Default)]
+struct PeerState {
+    /// The incarnation in the peer's latest frame (0 before the first).
+    incarnation: AtomicU64,
+    /// How often the peer was seen to restart.
+    restarts: AtomicU64,
 }
 
 /// Counters for `/metrics`.
@@ -115,6 +128,10 @@ pub struct PeerCounters {
     /// Connections refused because the remote is not in the allow-list.
     pub connections_refused: AtomicU64,
     pub connections_up: AtomicU64,
+    /// Outgoing connections made (a first contact, a reconnection after a failure or a restart).
+    pub connections_opened: AtomicU64,
+    /// Uploaded assets fetched from other edges.
+    pub assets_fetched: AtomicU64,
 }
 
 /// One configured edge.
@@ -165,14 +182,16 @@ impl PeerPlane {
                 )
             })?;
         let counters = Arc::new(PeerCounters::default());
-        // Per allowed peer, a count of the connections it opened to us: a new one means it
-        // (re)started, and our connection to it may be dead.
-        let allowed: Arc<HashMap<EndpointId, Arc<AtomicU64>>> = Arc::new(
+        let allowed: Arc<HashMap<EndpointId, Arc<PeerState>>> = Arc::new(
             peers
                 .iter()
-                .map(|p| (p.id, Arc::new(AtomicU64::new(0))))
+                .map(|p| (p.id, Arc::new(PeerState::default())))
                 .collect(),
         );
+        let mut incarnation = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut incarnation)
+            .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
+        let incarnation = u64::from_le_bytes(incarnation).max(1);
         tokio::spawn(accept_loop(
             endpoint.clone(),
             Arc::clone(&allowed),
@@ -185,6 +204,7 @@ impl PeerPlane {
             endpoint.clone(),
             peers.clone(),
             allowed,
+            incarnation,
             outgoing,
             Arc::clone(&counters),
             shutdown,
@@ -213,6 +233,7 @@ impl PeerPlane {
             .await;
             if let Ok(Some((media_type, bytes))) = fetched {
                 if crate::assets::sha256_hex(&bytes) == address {
+                    self.counters.assets_fetched.fetch_add(1, Ordering::Relaxed);
                     info!(%address, peer = %peer.id, bytes = bytes.len(), "asset fetched from a peer");
                     return Some((media_type, bytes));
                 }
@@ -268,7 +289,7 @@ async fn serve_asset(connection: Connection, store: Arc<Store>) {
 
 async fn accept_loop(
     endpoint: Endpoint,
-    allowed: Arc<HashMap<EndpointId, Arc<AtomicU64>>>,
+    allowed: Arc<HashMap<EndpointId, Arc<PeerState>>>,
     sessions: SessionsHandle,
     store: Arc<Store>,
     counters: Arc<PeerCounters>,
@@ -295,7 +316,7 @@ async fn accept_loop(
                 }
             };
             let remote = connection.remote_id();
-            let Some(arrivals) = allowed.get(&remote) else {
+            let Some(state) = allowed.get(&remote) else {
                 counters.connections_refused.fetch_add(1, Ordering::Relaxed);
                 warn!(%remote, "refused a peer connection: not in this cluster's peer list");
                 connection.close(1u32.into(), b"not in this cluster's peer list");
@@ -305,9 +326,9 @@ async fn accept_loop(
                 serve_asset(connection, store).await;
                 return;
             }
-            arrivals.fetch_add(1, Ordering::Relaxed);
             info!(%remote, "peer connected");
-            receive_frames(connection, NodeId(remote.to_string()), sessions, counters).await;
+            let state = Arc::clone(state);
+            receive_frames(connection, NodeId(remote.to_string()), state, sessions, counters).await;
             info!(%remote, "peer connection closed");
         });
     }
@@ -316,6 +337,7 @@ async fn accept_loop(
 async fn receive_frames(
     connection: Connection,
     from: NodeId,
+    state: Arc<PeerState>,
     sessions: SessionsHandle,
     counters: Arc<PeerCounters>,
 ) {
@@ -328,6 +350,7 @@ async fn receive_frames(
             return;
         };
         let (sessions, counters, from) = (sessions.clone(), Arc::clone(&counters), from.clone());
+        let state = Arc::clone(&state);
         tokio::spawn(async move {
             let _permit = permit;
             let bytes = match stream.read_to_end(FRAME_BYTES_MAX).await {
@@ -341,6 +364,11 @@ async fn receive_frames(
             match serde_json::from_slice::<Frame>(&bytes) {
                 Ok(frame) if frame.v <= FRAME_VERSION => {
                     counters.frames_received.fetch_add(1, Ordering::Relaxed);
+                    let previous = state.incarnation.swap(frame.incarnation, Ordering::Relaxed);
+                    if previous != 0 && previous != frame.incarnation {
+                        state.restarts.fetch_add(1, Ordering::Relaxed);
+                        info!(%from, "peer restarted; renewing the connection to it");
+                    }
                     if sessions.peer(from, frame.message).is_err() {
                         counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
                     }
@@ -361,7 +389,8 @@ async fn receive_frames(
 async fn send_loop(
     endpoint: Endpoint,
     peers: Vec<Peer>,
-    arrivals: Arc<HashMap<EndpointId, Arc<AtomicU64>>>,
+    states: Arc<HashMap<EndpointId, Arc<PeerState>>>,
+    incarnation: u64,
     mut outgoing: mpsc::Receiver<Outgoing>,
     counters: Arc<PeerCounters>,
     mut shutdown: watch::Receiver<bool>,
@@ -370,14 +399,12 @@ async fn send_loop(
     for peer in peers {
         let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
         queues.insert(peer.id.to_string(), tx);
-        let arrived = arrivals
-            .get(&peer.id)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(AtomicU64::new(0)));
+        let state = states.get(&peer.id).cloned().unwrap_or_default();
         tokio::spawn(peer_sender(
             endpoint.clone(),
             peer,
-            arrived,
+            state,
+            incarnation,
             rx,
             Arc::clone(&counters),
             shutdown.clone(),
@@ -404,15 +431,16 @@ async fn send_loop(
 async fn peer_sender(
     endpoint: Endpoint,
     peer: Peer,
-    arrivals: Arc<AtomicU64>,
+    state: Arc<PeerState>,
+    incarnation: u64,
     mut frames: mpsc::Receiver<PeerMessage>,
     counters: Arc<PeerCounters>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let address = EndpointAddr::new(peer.id).with_ip_addr(peer.addr);
     let mut connection: Option<Connection> = None;
-    // The peer's connection count when ours was made.
-    let mut made_at_arrival = 0;
+    // The peer's restart count when our connection was made.
+    let mut made_at_restart = 0;
     let mut wait = RECONNECT_MIN;
     loop {
         let message = tokio::select! {
@@ -422,7 +450,7 @@ async fn peer_sender(
                 None => return,
             },
         };
-        let restarted = arrivals.load(Ordering::Relaxed) != made_at_arrival;
+        let restarted = state.restarts.load(Ordering::Relaxed) != made_at_restart;
         if connection
             .as_ref()
             .is_some_and(|c| restarted || c.close_reason().is_some())
@@ -433,11 +461,12 @@ async fn peer_sender(
             counters.connections_up.fetch_sub(1, Ordering::Relaxed);
         }
         if connection.is_none() {
-            made_at_arrival = arrivals.load(Ordering::Relaxed);
+            made_at_restart = state.restarts.load(Ordering::Relaxed);
             match endpoint.connect(address.clone(), LOG_ALPN).await {
                 Ok(fresh) => {
                     info!(peer = %peer.id, addr = %peer.addr, "connected to peer");
                     counters.connections_up.fetch_add(1, Ordering::Relaxed);
+                    counters.connections_opened.fetch_add(1, Ordering::Relaxed);
                     connection = Some(fresh);
                     wait = RECONNECT_MIN;
                 }
@@ -463,6 +492,7 @@ async fn peer_sender(
         };
         let bytes = match serde_json::to_vec(&Frame {
             v: FRAME_VERSION,
+            incarnation,
             message,
         }) {
             Ok(bytes) => bytes,
