@@ -5,10 +5,13 @@
 //!   the node group-commits);
 //! - chat latency from one classroom client's send to another's receipt (p50/p99), on one node
 //!   and across two edges (both directions);
+//! - the same from one Chromium page to another (`tests/e2e/chat_latency.mjs`), on one node and
+//!   across two edges;
 //! - the rate at which a follower edge catches up with a 100,000-event log;
 //! - bytes on disk per 10,000 chat events.
 //!
-//! Usage: `logbench [--samples 500] [--catch-up 100000]`. Build with
+//! Usage: `logbench [--samples 500] [--catch-up 100000] [--browser-samples 200]` (0 browser
+//! samples skips the browser figures). Build with
 //! `cargo build --release --bins` (the node binary is found beside this one).
 
 use std::time::{Duration, Instant};
@@ -23,14 +26,18 @@ use multistream_tests::node_process::{NodeProcess, fresh_data_dir, participant_t
 fn main() -> std::process::ExitCode {
     let mut samples = 500usize;
     let mut catch_up = 100_000u64;
+    let mut browser_samples = 200usize;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().unwrap_or_default();
         match (arg.as_str(), value.parse::<u64>()) {
             ("--samples", Ok(n)) if n > 10 => samples = n as usize,
             ("--catch-up", Ok(n)) if n > 0 => catch_up = n,
+            ("--browser-samples", Ok(n)) if n == 0 || n >= 10 => browser_samples = n as usize,
             _ => {
-                eprintln!("usage: logbench [--samples N>10] [--catch-up EVENTS]");
+                eprintln!(
+                    "usage: logbench [--samples N>10] [--catch-up EVENTS] [--browser-samples 0|N>=10]"
+                );
                 return std::process::ExitCode::FAILURE;
             }
         }
@@ -51,6 +58,9 @@ fn main() -> std::process::ExitCode {
         runtime.block_on(node_acks(samples))?;
         runtime.block_on(latency_one_node(samples))?;
         runtime.block_on(latency_two_edges(samples))?;
+        if browser_samples > 0 {
+            browser_latency(browser_samples)?;
+        }
         runtime.block_on(follower_catch_up(catch_up))?;
         bytes_on_disk()
     })();
@@ -231,6 +241,53 @@ async fn latency_two_edges(samples: usize) -> Result<(), String> {
     );
     home.stop();
     follower.stop();
+    Ok(())
+}
+
+/// Runs `tests/e2e/chat_latency.mjs` from a teacher link to an invitation link; (p50, p99) ms.
+fn browser_chat_latency(
+    sender_link: &str,
+    receiver_link: &str,
+    samples: usize,
+) -> Result<(f64, f64), String> {
+    let e2e = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e");
+    let output = std::process::Command::new("node")
+        .arg("chat_latency.mjs")
+        .current_dir(&e2e)
+        .env("SENDER_LINK", sender_link)
+        .env("RECEIVER_LINK", receiver_link)
+        .env("SAMPLES", samples.to_string())
+        .output()
+        .map_err(|e| format!("cannot run node (Node.js) for the browser figures: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "the browser latency script failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let line = String::from_utf8_lossy(&output.stdout);
+    let figures: serde_json::Value = serde_json::from_str(line.trim())
+        .map_err(|e| format!("the browser latency script printed {line:?}: {e}"))?;
+    let get = |name: &str| figures[name].as_f64().ok_or(format!("no {name} in {figures}"));
+    Ok((get("p50_ms")?, get("p99_ms")?))
+}
+
+fn browser_latency(samples: usize) -> Result<(), String> {
+    let node = NodeProcess::start("logbench-browser")?;
+    let (p50, p99) = browser_chat_latency(&node.teacher_link, &node.student_link, samples)?;
+    println!("| chat latency, browser to browser on one node: p50 / p99 ms | {p50:.2} / {p99:.2} |");
+    node.stop();
+    let cluster = Cluster::new("logbench-browser-edges", 2)?;
+    let (sender, receiver) = (cluster.start(0)?, cluster.start(1)?);
+    let home = cluster.home("demo");
+    let (p50, p99) =
+        browser_chat_latency(&sender.teacher_link, &receiver.student_link, samples)?;
+    println!(
+        "| chat latency, browser to browser across two edges (class home: {}): p50 / p99 ms | {p50:.2} / {p99:.2} |",
+        if home == 0 { "the sender's edge" } else { "the receiver's edge" }
+    );
+    sender.stop();
+    receiver.stop();
     Ok(())
 }
 
