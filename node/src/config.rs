@@ -47,9 +47,9 @@ pub struct FileConfig {
     /// The cluster configuration's epoch: raise it on every edge when the list of edges changes,
     /// so an edge still on the old list cannot fork a session's log.
     pub cluster_epoch: Option<u64>,
-    /// Class commands one classroom connection may send per second (twice that in a burst).
+    /// Class commands one participant may send per second (twice that in a burst).
     pub commands_per_second: Option<f64>,
-    /// Whiteboard commands one classroom connection may send per second (twice that in a burst).
+    /// Whiteboard commands one participant may send per second (twice that in a burst).
     pub strokes_per_second: Option<f64>,
 }
 
@@ -104,7 +104,7 @@ pub struct Config {
     pub strokes_per_second: f64,
 }
 
-/// Default class commands per second per connection.
+/// Default class commands per second per participant.
 pub const DEFAULT_COMMANDS_PER_SECOND: f64 = 30.0;
 
 /// Default whiteboard commands per second per connection: a fast hand makes a few strokes a

@@ -34,7 +34,7 @@ use crate::sfu::{AddPeerError, PeerKind, PeerSpec};
 use crate::store::{ASSET_BYTES_MAX, Store};
 use crate::token::{Issuer, TokenError, unix_now_secs};
 use crate::web;
-use multistream_proto::session::{Command, EventBody, Permission};
+use multistream_proto::session::{EventBody, Permission};
 
 /// Largest SDP offer accepted, in bytes. A browser offer with simulcast is 5–8 KiB; 64 KiB
 /// leaves room for long candidate lists and refuses anything built to waste memory.
@@ -49,43 +49,6 @@ pub const ACCESS_TOKEN_LIFETIME_SECS: u64 = 12 * 3600;
 /// A classroom connection must say hello this soon after opening, or it is closed.
 pub const HELLO_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Per-connection rate limits of the classroom WebSocket (from the configuration).
-#[derive(Debug, Clone, Copy)]
-pub struct ClassLimits {
-    pub commands_per_second: f64,
-    pub strokes_per_second: f64,
-}
-
-/// A token bucket: `rate` per second, holding at most twice that.
-struct RateLimit {
-    rate: f64,
-    tokens: f64,
-    at: std::time::Instant,
-}
-
-impl RateLimit {
-    fn new(rate: f64) -> Self {
-        Self {
-            rate,
-            tokens: rate * 2.0,
-            at: std::time::Instant::now(),
-        }
-    }
-
-    fn allow(&mut self) -> bool {
-        let now = std::time::Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.rate * 2.0);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// Shared state of the handlers. The fields are handles to actors or immutable values.
 #[derive(Clone)]
 pub struct AppState {
@@ -94,7 +57,6 @@ pub struct AppState {
     pub presence: PresenceHandle,
     pub sessions: SessionsHandle,
     pub store: Arc<Store>,
-    pub limits: ClassLimits,
     /// The peer plane, when this edge has peers.
     pub peers: Option<Arc<crate::peer::PeerPlane>>,
     pub refusals: Arc<Refusals>,
@@ -878,8 +840,6 @@ async fn classroom_connection(state: AppState, session: SessionId, mut socket: W
                 return;
             }
         };
-        let mut commands_limit = RateLimit::new(state.limits.commands_per_second);
-        let mut strokes_limit = RateLimit::new(state.limits.strokes_per_second);
         while ok {
             tokio::select! {
                 message = inbound.recv() => match message {
@@ -943,17 +903,6 @@ async fn classroom_connection(state: AppState, session: SessionId, mut socket: W
                         }
                         match serde_json::from_str::<ClientMessage>(&text) {
                             Ok(ClientMessage::Command { key, command }) => {
-                                let drawing = matches!(command, Command::Draw { .. } | Command::Erase { .. } | Command::Undo);
-                                if !commands_limit.allow() || (drawing && !strokes_limit.allow()) {
-                                    state.refusals.count("ws", "rate_limited");
-                                    let refused = ServerMessage::Refused {
-                                        key,
-                                        code: "rate_limited".into(),
-                                        message: "too many changes at once; slow down for a moment".into(),
-                                    };
-                                    ok = send_json(&mut socket, &refused).await;
-                                    continue;
-                                }
                                 if let Err(error) = state.sessions.request(attached.client, key.clone(), command) {
                                     let refused = ServerMessage::Refused { key, code: "busy".into(), message: error.to_string() };
                                     ok = send_json(&mut socket, &refused).await;

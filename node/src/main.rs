@@ -68,7 +68,7 @@ struct RunArgs {
     /// The cluster configuration's epoch; raise it on every edge when the edges change [default: 1].
     #[arg(long)]
     cluster_epoch: Option<u64>,
-    /// Class commands a classroom connection may send per second [default: 30].
+    /// Class commands a participant may send per second [default: 30].
     #[arg(long)]
     commands_per_second: Option<f64>,
     /// PEM certificate chain to serve HTTPS with (with --tls-key).

@@ -181,10 +181,11 @@ pub fn render(
         family(
             "multistream_log_requests_total",
             "counter",
-            "Class requests refused, or answered from an earlier application of the same key.",
+            "Class requests refused (by the class rules or the rate limits), or answered from an earlier application of the same key.",
             &[
                 ("outcome=\"refused\"", log.requests_refused),
                 ("outcome=\"deduplicated\"", log.requests_deduplicated),
+                ("outcome=\"rate_limited\"", log.requests_rate_limited),
             ],
         );
         family(

@@ -171,9 +171,17 @@ pub async fn run(
     );
     // Frames for other edges go to the peer plane; a standalone node has none.
     let (peer_tx, peer_rx) = tokio::sync::mpsc::channel(crate::sessions::SESSIONS_QUEUE_MAX);
-    let (sessions, sessions_task) =
-        crate::sessions::spawn(core, Arc::clone(&store), peer_tx, stop_rx.clone())
-            .context("cannot start the session logs")?;
+    let (sessions, sessions_task) = crate::sessions::spawn(
+        core,
+        crate::sessions::ClassLimits {
+            commands_per_second: config.commands_per_second,
+            strokes_per_second: config.strokes_per_second,
+        },
+        Arc::clone(&store),
+        peer_tx,
+        stop_rx.clone(),
+    )
+    .context("cannot start the session logs")?;
     let peer_plane = if peers.is_empty() {
         None
     } else {
@@ -195,10 +203,6 @@ pub async fn run(
         presence,
         sessions,
         store,
-        limits: crate::http::ClassLimits {
-            commands_per_second: config.commands_per_second,
-            strokes_per_second: config.strokes_per_second,
-        },
         peers: peer_plane.clone(),
         refusals: Arc::new(Refusals::default()),
         next_connection: Arc::new(AtomicU64::new(1)),

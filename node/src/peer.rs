@@ -328,7 +328,14 @@ async fn accept_loop(
             }
             info!(%remote, "peer connected");
             let state = Arc::clone(state);
-            receive_frames(connection, NodeId(remote.to_string()), state, sessions, counters).await;
+            receive_frames(
+                connection,
+                NodeId(remote.to_string()),
+                state,
+                sessions,
+                counters,
+            )
+            .await;
             info!(%remote, "peer connection closed");
         });
     }

@@ -35,6 +35,52 @@ pub const RESUME_EVENTS_MAX: usize = 5_000;
 /// are back by then: a reload or a network blip is not leaving the class.
 pub const LEAVE_GRACE: Duration = Duration::from_secs(5);
 
+/// Rate limits per participant in a class, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ClassLimits {
+    /// Class commands per second, sustained; twice that in a burst.
+    pub commands_per_second: f64,
+    /// Whiteboard commands (draw, erase, undo) per second, sustained; twice that in a burst.
+    pub strokes_per_second: f64,
+}
+
+/// A token bucket: `rate` per second, holding at most twice that.
+#[derive(Debug)]
+struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: f64, now: Instant) -> Self {
+        Self {
+            rate,
+            tokens: rate * 2.0,
+            at: now,
+        }
+    }
+
+    fn allow(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.rate * 2.0);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One participant's buckets, shared by all their connections to this edge.
+#[derive(Debug)]
+struct Rates {
+    commands: TokenBucket,
+    strokes: TokenBucket,
+}
+
 /// Pending requests of one client (sent, not yet answered), at most.
 pub const CLIENT_PENDING_MAX: usize = 64;
 
@@ -199,6 +245,11 @@ struct Task {
     connections: HashMap<(SessionId, ParticipantId), usize>,
     /// Participants whose last connection closed, and when they count as gone.
     leaving: HashMap<(SessionId, ParticipantId), Instant>,
+    /// Rate limits of the participants connected here.
+    rates: HashMap<(SessionId, ParticipantId), Rates>,
+    limits: ClassLimits,
+    /// Commands refused by the rate limits.
+    rate_limited: u64,
     next_client: u64,
     store: std::sync::mpsc::SyncSender<StoreWrite>,
     peers: mpsc::Sender<Outgoing>,
@@ -216,6 +267,7 @@ struct StoreWrite {
 /// edges (dropped when it is full: the protocol repairs losses).
 pub fn spawn(
     core: LogCore,
+    limits: ClassLimits,
     store: Arc<Store>,
     peers: mpsc::Sender<Outgoing>,
     mut shutdown: watch::Receiver<bool>,
@@ -254,6 +306,9 @@ pub fn spawn(
         by_session: HashMap::new(),
         connections: HashMap::new(),
         leaving: HashMap::new(),
+        rates: HashMap::new(),
+        limits,
+        rate_limited: 0,
         next_client: 1,
         store: store_tx,
         peers,
@@ -418,8 +473,32 @@ impl Task {
                     });
                     return;
                 }
-                entry.pending += 1;
                 let (session, actor) = (entry.session.clone(), entry.actor.clone());
+                let limits = self.limits;
+                let rates = self
+                    .rates
+                    .entry((session.clone(), actor.clone()))
+                    .or_insert_with(|| Rates {
+                        commands: TokenBucket::new(limits.commands_per_second, now),
+                        strokes: TokenBucket::new(limits.strokes_per_second, now),
+                    });
+                let drawing = matches!(
+                    command,
+                    Command::Draw { .. } | Command::Erase { .. } | Command::Undo
+                );
+                if !rates.commands.allow(now) || (drawing && !rates.strokes.allow(now)) {
+                    self.rate_limited += 1;
+                    let refusal = Refusal::new(
+                        "rate_limited",
+                        "too many changes at once; slow down for a moment",
+                    );
+                    let _ = entry.outbound.try_send(ToClient::Reply {
+                        key: Some(key),
+                        result: Err(refusal),
+                    });
+                    return;
+                }
+                entry.pending += 1;
                 self.core.handle_request(
                     now,
                     wall,
@@ -441,7 +520,9 @@ impl Task {
                 let _ = reply.send(self.core.durable_state(&session).cloned());
             }
             Message::Counters { reply } => {
-                let _ = reply.send(self.core.counters.clone());
+                let mut counters = self.core.counters.clone();
+                counters.requests_rate_limited = self.rate_limited;
+                let _ = reply.send(counters);
             }
         }
     }
@@ -495,6 +576,7 @@ impl Task {
             if self.connections.contains_key(&key) {
                 continue;
             }
+            self.rates.remove(&key);
             let (session, actor) = key;
             // Nobody waits for the answer: the connections are gone.
             self.core.handle_request(

@@ -355,52 +355,71 @@ async fn a_flood_of_strokes_is_rate_limited_not_queued() {
     use multistream_proto::wire::ClientMessage;
     let node = NodeProcess::start("class-flood").expect("the node starts");
     let teacher_token = token(&node, "teacher-1", Role::Teacher);
-    let mut teacher = ClassClient::connect(node.http, "physics", &teacher_token, None)
-        .await
-        .expect("connects");
-    // Fewer than the command burst, more than the stroke burst: only strokes are cut off.
-    let strokes = 40;
-    for id in 0..strokes {
-        let message = ClientMessage::Command {
-            key: format!("flood-{id}").parse().expect("valid key"),
-            command: Command::Draw {
-                stroke: Stroke {
-                    id,
-                    color: "#000000".into(),
-                    width: 5,
-                    points: vec![Point(0, 0), Point(100, 100)],
+    // Two tabs of the same person share one allowance.
+    let mut tabs = Vec::new();
+    for _ in 0..2 {
+        tabs.push(
+            ClassClient::connect(node.http, "physics", &teacher_token, None)
+                .await
+                .expect("connects"),
+        );
+    }
+    // Per tab, no more than the stroke burst (twice 10 per second); together, more. Fewer than
+    // the command burst in all, so only strokes are cut off.
+    let per_tab = 20;
+    for (t, tab) in tabs.iter_mut().enumerate() {
+        for n in 0..per_tab {
+            let id = (t * per_tab + n) as u64;
+            let message = ClientMessage::Command {
+                key: format!("flood-{id}").parse().expect("valid key"),
+                command: Command::Draw {
+                    stroke: Stroke {
+                        id,
+                        color: "#000000".into(),
+                        width: 5,
+                        points: vec![Point(0, 0), Point(100, 100)],
+                    },
                 },
-            },
-        };
-        teacher
-            .send_raw(&serde_json::to_string(&message).expect("json"))
-            .await
-            .expect("sent");
+            };
+            tab.send_raw(&serde_json::to_string(&message).expect("json"))
+                .await
+                .expect("sent");
+        }
     }
     let (mut acked, mut limited) = (0, 0);
-    while acked + limited < strokes {
-        match teacher.next().await.expect("answers keep coming") {
-            ServerMessage::Ack { .. } => acked += 1,
-            ServerMessage::Refused { code, .. } => {
-                assert_eq!(code, "rate_limited");
-                limited += 1;
+    for tab in &mut tabs {
+        let mut answered = 0;
+        while answered < per_tab {
+            match tab.next().await.expect("answers keep coming") {
+                ServerMessage::Ack { .. } => acked += 1,
+                ServerMessage::Refused { code, .. } => {
+                    assert_eq!(code, "rate_limited");
+                    limited += 1;
+                }
+                _ => continue,
             }
-            _ => {}
+            answered += 1;
         }
     }
     assert!(acked >= 10, "a burst is allowed ({acked} acknowledged)");
-    assert!(limited > 0, "a flood is cut off");
-    // The connection stays usable.
-    let answer = teacher
+    assert!(limited > 0, "a flood from two tabs is cut off");
+    // The connections stay usable.
+    let answer = tabs[0]
         .command(Command::Chat {
             text: "still here".into(),
         })
         .await
         .expect("answered");
     assert!(matches!(answer, Answer::Ack(_)), "{answer:?}");
-    let refusals = node.metrics().await.expect("metrics");
-    assert!(refusals.contains("reason=\"rate_limited\""), "counted");
-    teacher.close().await;
+    let page = node.metrics().await.expect("metrics");
+    let counted = multistream_tests::http::metric(
+        &page,
+        "multistream_log_requests_total{outcome=\"rate_limited\"}",
+    );
+    assert_eq!(counted, Some(f64::from(limited)), "counted");
+    for tab in tabs {
+        tab.close().await;
+    }
     assert!(node.stop());
 }
 

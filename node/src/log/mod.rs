@@ -176,6 +176,8 @@ pub struct LogCounters {
     pub events_followed: u64,
     pub requests_refused: u64,
     pub requests_deduplicated: u64,
+    /// Requests refused by the shell's per-participant rate limits (counted by the shell).
+    pub requests_rate_limited: u64,
     pub forwards_sent: u64,
     pub frames_ignored: u64,
     pub stale_terms_refused: u64,
