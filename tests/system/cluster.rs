@@ -162,7 +162,12 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
     .expect("answers");
     assert_eq!(fetched.status, 200, "the follower serves the home's upload");
     assert_eq!(fetched.header("content-type"), Some("image/png"));
-    let page = nodes[follower].as_ref().expect("running").metrics().await.expect("metrics");
+    let page = nodes[follower]
+        .as_ref()
+        .expect("running")
+        .metrics()
+        .await
+        .expect("metrics");
     assert_eq!(
         multistream_tests::http::metric(&page, "multistream_peer_assets_fetched_total"),
         Some(1.0),
@@ -170,8 +175,14 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
     );
     // A busy class keeps one connection per direction: no reconnection for each frame.
     for i in [home, follower] {
-        let page = nodes[i].as_ref().expect("running").metrics().await.expect("metrics");
-        let opened = multistream_tests::http::metric(&page, "multistream_peer_connections_opened_total");
+        let page = nodes[i]
+            .as_ref()
+            .expect("running")
+            .metrics()
+            .await
+            .expect("metrics");
+        let opened =
+            multistream_tests::http::metric(&page, "multistream_peer_connections_opened_total");
         assert!(
             opened.is_some_and(|n| n <= 2.0),
             "edge {i} opened {opened:?} peer connections"

@@ -268,23 +268,32 @@ fn browser_chat_latency(
     let line = String::from_utf8_lossy(&output.stdout);
     let figures: serde_json::Value = serde_json::from_str(line.trim())
         .map_err(|e| format!("the browser latency script printed {line:?}: {e}"))?;
-    let get = |name: &str| figures[name].as_f64().ok_or(format!("no {name} in {figures}"));
+    let get = |name: &str| {
+        figures[name]
+            .as_f64()
+            .ok_or(format!("no {name} in {figures}"))
+    };
     Ok((get("p50_ms")?, get("p99_ms")?))
 }
 
 fn browser_latency(samples: usize) -> Result<(), String> {
     let node = NodeProcess::start("logbench-browser")?;
     let (p50, p99) = browser_chat_latency(&node.teacher_link, &node.student_link, samples)?;
-    println!("| chat latency, browser to browser on one node: p50 / p99 ms | {p50:.2} / {p99:.2} |");
+    println!(
+        "| chat latency, browser to browser on one node: p50 / p99 ms | {p50:.2} / {p99:.2} |"
+    );
     node.stop();
     let cluster = Cluster::new("logbench-browser-edges", 2)?;
     let (sender, receiver) = (cluster.start(0)?, cluster.start(1)?);
     let home = cluster.home("demo");
-    let (p50, p99) =
-        browser_chat_latency(&sender.teacher_link, &receiver.student_link, samples)?;
+    let (p50, p99) = browser_chat_latency(&sender.teacher_link, &receiver.student_link, samples)?;
     println!(
         "| chat latency, browser to browser across two edges (class home: {}): p50 / p99 ms | {p50:.2} / {p99:.2} |",
-        if home == 0 { "the sender's edge" } else { "the receiver's edge" }
+        if home == 0 {
+            "the sender's edge"
+        } else {
+            "the receiver's edge"
+        }
     );
     sender.stop();
     receiver.stop();
