@@ -5,7 +5,8 @@
 # playwright-core from npm. The Rust toolchain and its wasm32-wasip2 target come from
 # rust-toolchain.toml through rustup, which cargo invokes by itself. Then it builds the node and
 # runs every test: unit tests, the SFU core in virtual time, WHIP/WHEP against a real node
-# process, and the classroom in headless Chromium.
+# process, the class log and its replication (simulated and between real edge processes), the
+# plugins against their harness, and the classroom in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,14 @@ say "installing playwright-core (no browser download: it drives Debian's Chromiu
 
 say "building the node"
 cargo build --workspace --bins --locked
+
+say "building the plugins for wasm32-wasip2"
+# rustup installs the target from rust-toolchain.toml with the toolchain; a toolchain installed
+# before the file named the target lacks it, so make sure.
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2
+fi
+cargo build --locked --release --target wasm32-wasip2 -p multistream-plugin-polls
 
 say "running the tests"
 # Doc tests are skipped: the crates have none, and empty runs would end the log with "0 passed".

@@ -13,6 +13,8 @@ use multistream_plugin_sdk::{
 };
 use serde::{Deserialize, Serialize};
 
+multistream_plugin_sdk::plugin!(Polls);
+
 /// Options of one poll, at most.
 pub const OPTIONS_MAX: usize = 10;
 /// Polls of one class, at most.

@@ -10,8 +10,18 @@
 //! ([`Context::emit`]); the event comes back through `on_event`, in log order, on every replica
 //! and in every replay.
 
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)] // the bindings wit-bindgen generates
+pub mod guest;
 pub mod testing;
 pub mod view;
+
+/// Makes a [`Plugin`] the component's exports (a no-op outside `wasm32`).
+#[cfg(not(target_arch = "wasm32"))]
+#[macro_export]
+macro_rules! plugin {
+    ($plugin:ty) => {};
+}
 
 use serde::{Deserialize, Serialize};
 
