@@ -137,7 +137,9 @@ fn clean(text: &str, what: &str) -> Result<String, String> {
         return Err(format!("the {what} is empty"));
     }
     if text.chars().count() > TEXT_CHARS_MAX {
-        return Err(format!("the {what} is longer than {TEXT_CHARS_MAX} characters"));
+        return Err(format!(
+            "the {what} is longer than {TEXT_CHARS_MAX} characters"
+        ));
     }
     Ok(text.to_owned())
 }
@@ -472,26 +474,47 @@ mod tests {
             class.act(&ana, "vote", r#"{"poll":1,"choices":[0]}"#),
             Err("this poll is not open".into())
         );
-        class.act(&teacher, "open", r#"{"poll":1}"#).expect("opened");
-        class.act(&ana, "vote", r#"{"poll":1,"choices":[0]}"#).expect("votes");
-        class.act(&ben, "vote", r#"{"poll":1,"choices":[1]}"#).expect("votes");
+        class
+            .act(&teacher, "open", r#"{"poll":1}"#)
+            .expect("opened");
+        class
+            .act(&ana, "vote", r#"{"poll":1,"choices":[0]}"#)
+            .expect("votes");
+        class
+            .act(&ben, "vote", r#"{"poll":1,"choices":[1]}"#)
+            .expect("votes");
         // Ana changes her mind: her vote is replaced, not added.
-        class.act(&ana, "vote", r#"{"poll":1,"choices":[2]}"#).expect("votes again");
+        class
+            .act(&ana, "vote", r#"{"poll":1,"choices":[2]}"#)
+            .expect("votes again");
         let teacher_view = class.view_of(&teacher).expect("the teacher has a view");
         assert_eq!(bars(teacher_view), vec![0, 1, 1]);
         assert!(teacher_view.contains("Ana"), "names shown for a named poll");
         // Students see no results until the teacher shows them.
         assert!(bars(class.view_of(&ben).expect("a view")).is_empty());
-        class.act(&teacher, "show_results", r#"{"poll":1}"#).expect("shown");
+        class
+            .act(&teacher, "show_results", r#"{"poll":1}"#)
+            .expect("shown");
         assert_eq!(bars(class.view_of(&ben).expect("a view")), vec![0, 1, 1]);
         assert!(
             !class.view_of(&ben).expect("a view").contains("Ana"),
             "students never see names"
         );
         // Ana's own view shows her choice.
-        assert!(class.view_of(&ana).expect("a view").contains(r#""selected":[2]"#));
-        class.act(&teacher, "close", r#"{"poll":1}"#).expect("closed");
-        assert!(class.act(&ben, "vote", r#"{"poll":1,"choices":[0]}"#).is_err());
+        assert!(
+            class
+                .view_of(&ana)
+                .expect("a view")
+                .contains(r#""selected":[2]"#)
+        );
+        class
+            .act(&teacher, "close", r#"{"poll":1}"#)
+            .expect("closed");
+        assert!(
+            class
+                .act(&ben, "vote", r#"{"poll":1,"choices":[0]}"#)
+                .is_err()
+        );
     }
 
     #[test]
@@ -499,22 +522,43 @@ mod tests {
         let mut class = Harness::<Polls>::new();
         let teacher = class.teacher("t-1", "T");
         let ana = class.student("s-1", "Ana");
-        assert!(class.act(&ana, "create", r#"{"question":"q","options":["a","b"]}"#).is_err());
+        assert!(
+            class
+                .act(&ana, "create", r#"{"question":"q","options":["a","b"]}"#)
+                .is_err()
+        );
         let one_option = class.act(&teacher, "create", r#"{"question":"q","options":["a"]}"#);
-        assert_eq!(one_option, Err(format!("a poll has 2 to {OPTIONS_MAX} answers")));
+        assert_eq!(
+            one_option,
+            Err(format!("a poll has 2 to {OPTIONS_MAX} answers"))
+        );
         assert!(class.act(&teacher, "create", "not json").is_err());
         assert!(class.act(&teacher, "open", r#"{"poll":9}"#).is_err());
         assert!(class.act(&teacher, "explode", "{}").is_err());
         class
-            .act(&teacher, "create", r#"{"question":"q","options":["a","b"]}"#)
+            .act(
+                &teacher,
+                "create",
+                r#"{"question":"q","options":["a","b"]}"#,
+            )
             .expect("created");
-        class.act(&teacher, "open", r#"{"poll":1}"#).expect("opened");
+        class
+            .act(&teacher, "open", r#"{"poll":1}"#)
+            .expect("opened");
         assert_eq!(
             class.act(&ana, "vote", r#"{"poll":1,"choices":[0,1]}"#),
             Err("this poll takes one answer".into())
         );
-        assert!(class.act(&ana, "vote", r#"{"poll":1,"choices":[5]}"#).is_err());
-        assert!(class.act(&ana, "vote", r#"{"poll":1,"choices":[]}"#).is_err());
+        assert!(
+            class
+                .act(&ana, "vote", r#"{"poll":1,"choices":[5]}"#)
+                .is_err()
+        );
+        assert!(
+            class
+                .act(&ana, "vote", r#"{"poll":1,"choices":[]}"#)
+                .is_err()
+        );
         assert_eq!(class.log.len(), 2, "nothing refused reached the log");
     }
 
@@ -530,8 +574,12 @@ mod tests {
                 r#"{"question":"Pick","options":["a","b","c"],"multiple":true,"anonymous":true}"#,
             )
             .expect("created");
-        class.act(&teacher, "open", r#"{"poll":1}"#).expect("opened");
-        class.act(&ana, "vote", r#"{"poll":1,"choices":[0,2]}"#).expect("votes");
+        class
+            .act(&teacher, "open", r#"{"poll":1}"#)
+            .expect("opened");
+        class
+            .act(&ana, "vote", r#"{"poll":1,"choices":[0,2]}"#)
+            .expect("votes");
         let before = class.view_of(&teacher).expect("a view").to_owned();
         assert!(!before.contains("Ana"), "an anonymous poll shows no names");
         assert_eq!(bars(&before), vec![1, 0, 1]);
@@ -539,7 +587,12 @@ mod tests {
         class.rebuild_from_log().expect("replays");
         assert_eq!(class.view_of(&teacher), Some(before.as_str()));
         // And it goes on working.
-        class.act(&ana, "vote", r#"{"poll":1,"choices":[1]}"#).expect("votes");
-        assert_eq!(bars(class.view_of(&teacher).expect("a view")), vec![0, 1, 0]);
+        class
+            .act(&ana, "vote", r#"{"poll":1,"choices":[1]}"#)
+            .expect("votes");
+        assert_eq!(
+            bars(class.view_of(&teacher).expect("a view")),
+            vec![0, 1, 0]
+        );
     }
 }

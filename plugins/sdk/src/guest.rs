@@ -1,7 +1,6 @@
 //! The component glue: the WIT bindings, conversions between them and the SDK's types, and the
 //! host as the plugin sees it. Only built for `wasm32` (a plugin loaded by a node).
 
-
 wit_bindgen::generate!({
     path: "../../wit",
     world: "plugin",

@@ -168,6 +168,11 @@ impl<'a> Context<'a> {
         self.host.log(level, message);
     }
 
+    /// Adds an effect as it is (the host still checks that event and view bodies are JSON).
+    pub fn push(&mut self, effect: Effect) {
+        self.effects.push(effect);
+    }
+
     pub fn host(&mut self) -> &mut dyn Host {
         self.host
     }

@@ -113,7 +113,12 @@ impl<P: Plugin> Harness<P> {
     }
 
     /// A core event of the class (a chat line, someone joining) as the plugin would get it.
-    pub fn core_event(&mut self, actor: &Participant, kind: &str, body: &str) -> Result<(), String> {
+    pub fn core_event(
+        &mut self,
+        actor: &Participant,
+        kind: &str,
+        body: &str,
+    ) -> Result<(), String> {
         let event = self.append(actor, kind, "", body);
         self.deliver(actor, &event)
     }
