@@ -46,7 +46,7 @@ say "building the plugins for wasm32-wasip2"
 if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
-cargo build --locked --release --target wasm32-wasip2 -p multistream-plugin-polls -p multistream-plugin-hostile
+cargo build --locked --release --target wasm32-wasip2 -p multistream-plugin-polls -p multistream-plugin-qa -p multistream-plugin-hostile
 
 say "running the tests"
 # Doc tests are skipped: the crates have none, and empty runs would end the log with "0 passed".

@@ -4,7 +4,7 @@
 //!
 //! The components are built by the README's test command (`tests/run.sh`) before the tests run:
 //! `cargo build --release --target wasm32-wasip2 -p multistream-plugin-polls -p
-//! multistream-plugin-hostile`.
+//! multistream-plugin-qa -p multistream-plugin-hostile`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -172,6 +172,21 @@ fn hostile_calls_are_contained_and_the_runtime_carries_on() {
         eprintln!("contained {name} in {:.1} ms", took.as_secs_f64() * 1000.0);
         assert!(took < Duration::from_secs(5), "{name} took {took:?}");
     }
+}
+
+#[test]
+fn the_qa_plugin_loads_and_takes_a_question() {
+    let runtime = runtime();
+    let code = runtime.load(&component("qa")).expect("qa loads");
+    assert_eq!(code.manifest.name, "qa");
+    let mut qa = runtime
+        .instantiate(&code, "physics", 1)
+        .expect("instantiates");
+    let student = person("s-1", Role::Student);
+    let effects = qa
+        .on_action(&action(&student, "ask", r#"{"text":"What is a photon?"}"#))
+        .expect("asked");
+    assert!(matches!(effects.as_slice(), [Effect::Emit(body)] if body.contains("photon")));
 }
 
 #[test]

@@ -46,7 +46,7 @@ impl Plugin for Hostile {
             },
             "panic" => panic!("asked to panic"),
             "flood" => {
-                for n in 0..100_000u32 {
+                for n in 0..1_000u32 {
                     context.emit(&n);
                 }
             }
