@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use multistream_plugin_sdk::view::{Bar, Block, Field, FieldKind, View};
 use multistream_plugin_sdk::{
     Action, Audience, Capability, Context, Event, Manifest, Participant, Plugin, parse,
+    restore_json, snapshot_json,
 };
 use serde::{Deserialize, Serialize};
 
@@ -297,13 +298,12 @@ fn only_teacher(actor: &Participant) -> Result<(), String> {
 
 impl Plugin for Polls {
     fn manifest() -> Manifest {
-        Manifest {
-            name: "polls".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            title: "Polls".into(),
-            subscribes: Vec::new(),
-            capabilities: vec![Capability::EmitEvents, Capability::ShowPanel],
-        }
+        Manifest::new(
+            "polls",
+            env!("CARGO_PKG_VERSION"),
+            "Polls",
+            &[Capability::EmitEvents, Capability::ShowPanel],
+        )
     }
 
     fn new() -> Self {
@@ -432,11 +432,11 @@ impl Plugin for Polls {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        snapshot_json(self)
     }
 
     fn restore(bytes: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("not a polls snapshot: {e}"))
+        restore_json(bytes, "polls")
     }
 }
 

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 
 use multistream_plugin_sdk::view::{Block, Field, FieldKind, Item, ItemButton, View};
 use multistream_plugin_sdk::{
-    Action, Audience, Capability, Context, Event, Manifest, Plugin, parse,
+    Action, Audience, Capability, Context, Event, Manifest, Plugin, parse, restore_json,
+    snapshot_json,
 };
 use serde::{Deserialize, Serialize};
 
@@ -237,13 +238,12 @@ impl Qa {
 
 impl Plugin for Qa {
     fn manifest() -> Manifest {
-        Manifest {
-            name: "qa".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            title: "Q&A".into(),
-            subscribes: Vec::new(),
-            capabilities: vec![Capability::EmitEvents, Capability::ShowPanel],
-        }
+        Manifest::new(
+            "qa",
+            env!("CARGO_PKG_VERSION"),
+            "Q&A",
+            &[Capability::EmitEvents, Capability::ShowPanel],
+        )
     }
 
     fn new() -> Self {
@@ -356,11 +356,11 @@ impl Plugin for Qa {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        snapshot_json(self)
     }
 
     fn restore(bytes: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("not a Q&A snapshot: {e}"))
+        restore_json(bytes, "Q&A")
     }
 }
 

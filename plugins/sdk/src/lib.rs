@@ -112,6 +112,30 @@ pub struct Manifest {
     pub capabilities: Vec<Capability>,
 }
 
+impl Manifest {
+    /// A manifest that subscribes to no core events (add them to `subscribes` if needed).
+    /// `version` is usually `env!("CARGO_PKG_VERSION")`.
+    pub fn new(name: &str, version: &str, title: &str, capabilities: &[Capability]) -> Self {
+        Self {
+            name: name.into(),
+            version: version.into(),
+            title: title.into(),
+            subscribes: Vec::new(),
+            capabilities: capabilities.to_vec(),
+        }
+    }
+}
+
+/// A snapshot of a state that serializes to JSON (for [`Plugin::snapshot`]).
+pub fn snapshot_json(state: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(state).unwrap_or_default()
+}
+
+/// The state from a [`snapshot_json`] snapshot (for [`Plugin::restore`]).
+pub fn restore_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|error| format!("not a {what} snapshot: {error}"))
+}
+
 /// Log levels of [`Host::log`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
