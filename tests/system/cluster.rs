@@ -222,9 +222,17 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
     nodes[home].take().expect("running").kill_keeping_data();
     let key = "while-home-down".parse().expect("valid key");
     let text = "sent while the home edge was down";
+    let forwards = "multistream_log_frames_total{kind=\"forward_sent\"}";
+    let follower_node = nodes[follower].as_ref().expect("running");
+    let page = follower_node.metrics().await.expect("metrics");
+    let before = multistream_tests::http::metric(&page, forwards).unwrap_or(0.0);
     let send = student.command_with_key(key, Command::Chat { text: text.into() });
     let restart = async {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        // Restart the home only once the follower has tried to forward the line to it.
+        follower_node
+            .wait_for_metric(forwards, std::time::Duration::from_secs(10), |n| n > before)
+            .await
+            .expect("the follower tries to forward the line");
         start(home)
     };
     let (answer, restarted) = tokio::join!(send, restart);
@@ -238,13 +246,15 @@ async fn a_class_spans_edges_and_survives_their_crashes() {
         let token = cluster
             .token(i, SESSION, &format!("observer-{i}"), Role::Guest)
             .expect("a token");
+        // Poll (bounded) until the edge's log holds the line.
         let mut last = (Seq(0), serde_json::Value::Null);
+        let mut poll = tokio::time::interval(std::time::Duration::from_millis(100));
         for _ in 0..50 {
+            poll.tick().await;
             last = snapshot(nodes[i].as_ref().expect("running"), &token).await;
             if last.0 >= seq {
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         states.push(last);
     }
