@@ -12,6 +12,8 @@
 //!   capabilities) before anything is done with it. A trap poisons the instance: the caller
 //!   drops it and builds another from the last snapshot.
 
+pub mod package;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
