@@ -13,6 +13,7 @@
 //!   drops it and builds another from the last snapshot.
 
 pub mod package;
+pub mod supervisor;
 
 use std::collections::HashMap;
 use std::path::Path;

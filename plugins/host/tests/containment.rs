@@ -197,3 +197,78 @@ fn a_component_that_is_not_a_plugin_is_refused() {
     let empty = runtime.load(b"");
     assert!(empty.is_err());
 }
+
+#[test]
+fn a_failing_plugin_is_rebuilt_from_its_history_and_quarantined_if_it_keeps_failing() {
+    use std::sync::Arc;
+
+    use multistream_plugin_host::supervisor::{
+        BACKOFF_MIN, FAILURES_TO_QUARANTINE, Health, Supervisor, SupervisorError,
+    };
+
+    let runtime = runtime();
+    let code = Arc::new(runtime.load(&component("hostile")).expect("loads"));
+    let mut supervisor = Supervisor::new(Arc::clone(&code), "class", 9);
+    let teacher = person("t-1", Role::Teacher);
+    let mut now = Instant::now();
+    let mut seq = 0;
+    // "count" emits the next count; the event coming back is where the plugin keeps it.
+    let mut count = |supervisor: &mut Supervisor, now: Instant| -> String {
+        let effects = supervisor
+            .on_action(&runtime, now, &action(&teacher, "count", "{}"))
+            .expect("counts");
+        let [Effect::Emit(body)] = effects.as_slice() else {
+            panic!("one event: {effects:?}");
+        };
+        seq += 1;
+        let event = Event {
+            seq,
+            at_ms: 1_800_000_000_000,
+            actor: teacher.clone(),
+            kind: "plugin".into(),
+            plugin: "hostile".into(),
+            body: body.clone(),
+        };
+        supervisor.on_event(&runtime, now, &event).expect("folds");
+        body.clone()
+    };
+    assert_eq!(count(&mut supervisor, now), "1");
+    assert_eq!(count(&mut supervisor, now), "2");
+
+    // A panic fails that call; the instance is rebuilt after a backoff, from its history.
+    let failed = supervisor.on_action(&runtime, now, &action(&teacher, "panic", "{}"));
+    assert!(
+        matches!(failed, Err(SupervisorError::Call(CallError::Trap(_)))),
+        "{failed:?}"
+    );
+    assert!(matches!(supervisor.health(), Health::Degraded { .. }));
+    let early = supervisor.on_action(&runtime, now, &action(&teacher, "count", "{}"));
+    assert!(
+        matches!(early, Err(SupervisorError::Restarting)),
+        "{early:?}"
+    );
+    now += BACKOFF_MIN * 2;
+    assert_eq!(
+        count(&mut supervisor, now),
+        "3",
+        "the state survived the rebuild"
+    );
+    assert_eq!(supervisor.health(), &Health::Healthy);
+    assert_eq!(supervisor.stats.restarts, 1);
+
+    // Failing again and again within the window quarantines it.
+    for _ in 0..FAILURES_TO_QUARANTINE {
+        now += Duration::from_secs(11);
+        let _ = supervisor.on_action(&runtime, now, &action(&teacher, "garbage", "{}"));
+    }
+    assert!(
+        matches!(supervisor.health(), Health::Quarantined { .. }),
+        "{:?}",
+        supervisor.health()
+    );
+    let refused = supervisor.on_action(&runtime, now, &action(&teacher, "count", "{}"));
+    assert!(
+        matches!(refused, Err(SupervisorError::Quarantined(_))),
+        "{refused:?}"
+    );
+}
