@@ -30,6 +30,29 @@ enum Command {
     Token(TokenArgs),
     /// Print this node's id for other edges' `--peer` lists (made on first use).
     Id(IdArgs),
+    /// Make a key to sign plugin packages with (keep it safe; edges trust its public key).
+    PluginKey(PluginKeyArgs),
+    /// Sign a built plugin component into a package edges will load.
+    PluginSign(PluginSignArgs),
+}
+
+#[derive(Args)]
+struct PluginKeyArgs {
+    /// Where to write the new key (never overwritten).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct PluginSignArgs {
+    /// The signing key (from `multistream-node plugin-key`).
+    #[arg(long)]
+    key: PathBuf,
+    /// Directory for the package [default: the current directory].
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
+    /// The component, e.g. target/wasm32-wasip2/release/my_plugin.wasm.
+    component: PathBuf,
 }
 
 #[derive(Args)]
@@ -126,6 +149,23 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Token(args)) => token(args),
         Some(Command::Id(args)) => id(args),
+        Some(Command::PluginKey(args)) => {
+            multistream_node::plugins::make_signing_key(&args.out).map(|public| {
+                println!("{public}");
+                eprintln!(
+                    "Wrote {}; keep it safe. Edges load packages signed with it once they trust the public key above.",
+                    args.out.display()
+                );
+            })
+        }
+        Some(Command::PluginSign(args)) => {
+            multistream_node::plugins::sign_component(&args.key, &args.component, &args.out).map(
+                |(path, public)| {
+                    println!("{}", path.display());
+                    eprintln!("Signed with key {public}.");
+                },
+            )
+        }
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     };

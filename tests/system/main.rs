@@ -4,12 +4,14 @@
 //! - `browser`: the classroom in headless Chromium against a real node process;
 //! - `class_log`: the class log over the classroom WebSocket of a real node, across a crash;
 //! - `cluster`: three edge processes joined by the QUIC peer plane, killed and restarted;
+//! - `plugin_cli`: plugin signing keys and signed packages from the node's command line;
 //! - `replication`: the session-log core in deterministic simulation;
 //! - `tidy`: the rules the codebase keeps (pure cores).
 
 mod browser;
 mod class_log;
 mod cluster;
+mod plugin_cli;
 mod replication;
 mod sfu_core;
 mod signaling;
