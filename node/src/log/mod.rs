@@ -387,6 +387,7 @@ impl LogCore {
     }
 
     /// A request from a client on this edge. The session must be open.
+    #[allow(clippy::too_many_arguments)]
     pub fn handle_request(
         &mut self,
         now: Instant,
@@ -636,20 +637,12 @@ impl LogCore {
             }
             let mut first = follower.next;
             while first <= durable {
-                let end = (first.0 as usize - 1 + ENTRIES_PER_FRAME).min(durable.0 as usize);
-                let events = log.events[first.0 as usize - 1..end].to_vec();
+                let (message, next) = entries_frame(session, log.term, &log.events, durable, first);
                 self.outputs.push_back(LogOutput::Send {
                     to: node.clone(),
-                    message: PeerMessage::Entries {
-                        session: session.clone(),
-                        term: log.term,
-                        first,
-                        prev_term: term_at(&log.events, Seq(first.0 - 1)),
-                        head: durable,
-                        events,
-                    },
+                    message,
                 });
-                first = Seq(end as u64 + 1);
+                first = next;
             }
             follower.next = first;
             follower.beat_at = now;
@@ -858,25 +851,12 @@ impl LogCore {
             if frame > 0 && first > durable {
                 break;
             }
-            let end = (first.0 as usize - 1 + ENTRIES_PER_FRAME).min(durable.0 as usize);
-            let events = log
-                .events
-                .get(first.0 as usize - 1..end)
-                .map(<[Event]>::to_vec)
-                .unwrap_or_default();
-            let count = events.len() as u64;
+            let (message, next) = entries_frame(&session, log.term, &log.events, durable, first);
             self.outputs.push_back(LogOutput::Send {
                 to: from.clone(),
-                message: PeerMessage::Entries {
-                    session: session.clone(),
-                    term: log.term,
-                    first,
-                    prev_term: term_at(&log.events, Seq(first.0 - 1)),
-                    head: durable,
-                    events,
-                },
+                message,
             });
-            first = Seq(first.0 + count);
+            first = next;
         }
         follower.next = first;
     }
@@ -1063,16 +1043,12 @@ impl LogCore {
                         continue;
                     }
                     follower.beat_at = now;
+                    // Nothing after the head: a heartbeat.
+                    let (message, _) =
+                        entries_frame(&session, log.term, &log.events, durable, durable.next());
                     self.outputs.push_back(LogOutput::Send {
                         to: node.clone(),
-                        message: PeerMessage::Entries {
-                            session: session.clone(),
-                            term: log.term,
-                            first: durable.next(),
-                            prev_term: term_at(&log.events, durable),
-                            head: durable,
-                            events: Vec::new(),
-                        },
+                        message,
                     });
                 }
             } else {
@@ -1117,6 +1093,32 @@ fn reply_output(session: &SessionId, origin: Origin, result: Result<Seq, Refusal
             },
         },
     }
+}
+
+/// A frame of the durable entries from `first` (at most [`ENTRIES_PER_FRAME`]; none when
+/// `first` is past `durable`, which makes it a heartbeat), and the entry after it.
+fn entries_frame(
+    session: &SessionId,
+    term: Term,
+    events: &[Event],
+    durable: Seq,
+    first: Seq,
+) -> (PeerMessage, Seq) {
+    let end = (first.0 as usize - 1 + ENTRIES_PER_FRAME).min(durable.0 as usize);
+    let frame = events
+        .get(first.0 as usize - 1..end)
+        .map(<[Event]>::to_vec)
+        .unwrap_or_default();
+    let next = Seq(first.0 + frame.len() as u64);
+    let message = PeerMessage::Entries {
+        session: session.clone(),
+        term,
+        first,
+        prev_term: term_at(events, Seq(first.0 - 1)),
+        head: durable,
+        events: frame,
+    };
+    (message, next)
 }
 
 fn term_at(events: &[Event], seq: Seq) -> Term {
