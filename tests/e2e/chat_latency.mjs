@@ -13,24 +13,13 @@
 
 import { chromium } from 'playwright-core';
 
+import { CHROMIUM_ARGS } from './common.mjs';
+
 /** Lines per second the sender writes: under the client's own limit of 10 commands/s. */
 const LINES_PER_SECOND = 8;
 /** Bound on one line arriving; far above any real latency. */
 const LINE_TIMEOUT_MS = 10_000;
 const PAGE_TIMEOUT_MS = 15_000;
-
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-ui-for-media-stream',
-  '--use-fake-device-for-media-stream',
-  '--allow-loopback-in-peer-connection',
-  '--autoplay-policy=no-user-gesture-required',
-];
 
 function fail(message) {
   console.error(`chat_latency: ${message}`);

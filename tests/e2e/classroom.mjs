@@ -17,9 +17,9 @@
 // step ("ok - …"); on failure prints what it observed and exits 1. A browser that cannot be
 // launched is a failure, never a skip.
 
-import { createHash } from 'node:crypto';
-
 import { chromium } from 'playwright-core';
+
+import { CHROMIUM_ARGS, Failure, drawOnBoard, sha256, slidePng } from './common.mjs';
 
 /** The whole run, launch to close; a normal run takes about 15 s on 2 busy cores. */
 const TOTAL_TIMEOUT_MS = 90_000;
@@ -38,27 +38,6 @@ const CONSOLE_LINES_MAX = 40;
 const CLASS_TIMEOUT_MS = 10_000;
 /** The chat line the teacher sends. */
 const CHAT_LINE = 'Welcome! Today: light and lenses.';
-
-/** Flags measured to work on these machines (see the browser-e2e notes). */
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-ui-for-media-stream', // grants camera and microphone without a prompt
-  '--use-fake-device-for-media-stream', // synthetic video pattern and beep
-  '--allow-loopback-in-peer-connection', // required where the machine has only `lo`
-  '--autoplay-policy=no-user-gesture-required', // <video> plays with sound without a click
-];
-
-class Failure extends Error {
-  constructor(message, observed) {
-    super(message);
-    this.observed = observed;
-  }
-}
 
 const pages = new Map(); // label -> {page, console: string[], errors: string[]}
 let browser = null;
@@ -255,40 +234,6 @@ async function waitInPage(label, page, description, predicate, arg) {
   return Date.now() - started;
 }
 
-/** A PNG drawn by the page's own canvas: a coloured slide with a number, as bytes. */
-async function slidePng(page, number, color) {
-  const base64 = await page.evaluate(([n, fill]) => {
-    const canvas = document.createElement('canvas');
-    canvas.width = 320;
-    canvas.height = 180;
-    const context = canvas.getContext('2d');
-    context.fillStyle = fill;
-    context.fillRect(0, 0, 320, 180);
-    context.fillStyle = '#ffffff';
-    context.font = 'bold 48px sans-serif';
-    context.fillText(`Slide ${n}`, 60, 110);
-    return canvas.toDataURL('image/png').split(',')[1];
-  }, [number, color]);
-  return Buffer.from(base64, 'base64');
-}
-
-/** Draws a zigzag across the middle of the whiteboard with the mouse (pointer events). */
-async function drawOnBoard(page) {
-  const canvas = page.locator('#board-canvas');
-  await canvas.waitFor({ state: 'visible', timeout: PAGE_TIMEOUT_MS });
-  const box = await canvas.boundingBox();
-  if (!box || box.width < 50 || box.height < 50) throw new Failure('the whiteboard has no room to draw on', box);
-  const at = (fx, fy) => [box.x + box.width * fx, box.y + box.height * fy];
-  await page.mouse.move(...at(0.2, 0.5));
-  await page.mouse.down();
-  for (const [fx, fy] of [[0.3, 0.3], [0.4, 0.7], [0.5, 0.3], [0.6, 0.7], [0.7, 0.5]]) {
-    await page.mouse.move(...at(fx, fy), { steps: 4 });
-  }
-  await page.mouse.up();
-}
-
-const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
-
 /** The class through the page's controls: scene, whiteboard, slides, chat, hands, refusals,
  * a reload, permissions and a removal. */
 async function classScenario(teacher, students) {
@@ -299,7 +244,7 @@ async function classScenario(teacher, students) {
 
   await teacher.locator('#scene-whiteboard').click({ timeout: PAGE_TIMEOUT_MS });
   await waitInPage('teacher', teacher, 'shows the whiteboard scene', () => window.multistream.state().scene === 'whiteboard_and_camera');
-  await drawOnBoard(teacher);
+  await drawOnBoard(teacher, PAGE_TIMEOUT_MS);
   await waitInPage('teacher', teacher, 'has its stroke on the board', () => window.multistream.state().board >= 1);
   console.log('ok - teacher switched the scene to the whiteboard and drew a stroke with the mouse');
 
@@ -361,7 +306,7 @@ async function classScenario(teacher, students) {
   await teacher.locator(`#roster-list button[data-action="draw"][data-participant="${oneId}"]`).click({ timeout: PAGE_TIMEOUT_MS });
   await waitInPage('student one', studentOne, 'may draw (tools shown) once the teacher allows it',
     (id) => window.multistream.state().members[id]?.permissions.includes('draw') && !document.getElementById('board-tools').hidden, oneId);
-  await drawOnBoard(studentOne);
+  await drawOnBoard(studentOne, PAGE_TIMEOUT_MS);
   await waitInPage('teacher', teacher, 'sees student one\'s stroke', () => window.multistream.state().board >= 2);
   console.log('ok - the teacher allowed student one to draw, and student one\'s stroke reached the teacher');
 

@@ -17,9 +17,9 @@
 // step ("ok - …"); on failure prints what it observed and exits 1. A browser that cannot be
 // launched is a failure, never a skip.
 
-import { createHash } from 'node:crypto';
-
 import { chromium } from 'playwright-core';
+
+import { CHROMIUM_ARGS, Failure, drawOnBoard, sha256, slidePng } from './common.mjs';
 
 /** The whole run, launch to close; a normal run takes a few seconds. */
 const TOTAL_TIMEOUT_MS = 90_000;
@@ -39,29 +39,6 @@ const TEACHER_LINE = 'Good morning, both campuses! Today: refraction.';
 const STUDENT_LINE = 'Hello from the north campus.';
 /** The name the student types on the invitation page. */
 const STUDENT_NAME = 'Student Far';
-
-/** Flags measured to work on these machines (see the browser-e2e notes); the same as
- * classroom.mjs. No page here uses the camera, but the flags keep a student page that tries to
- * watch from prompting or stalling. */
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-ui-for-media-stream',
-  '--use-fake-device-for-media-stream',
-  '--allow-loopback-in-peer-connection',
-  '--autoplay-policy=no-user-gesture-required',
-];
-
-class Failure extends Error {
-  constructor(message, observed) {
-    super(message);
-    this.observed = observed;
-  }
-}
 
 const pages = new Map(); // label -> {page, console: string[], errors: string[]}
 let browser = null;
@@ -158,45 +135,11 @@ async function waitInPage(label, page, description, predicate, arg) {
   return Date.now() - started;
 }
 
-/** A PNG drawn by the page's own canvas: a coloured slide with a number, as bytes. */
-async function slidePng(page, number, color) {
-  const base64 = await page.evaluate(([n, fill]) => {
-    const canvas = document.createElement('canvas');
-    canvas.width = 320;
-    canvas.height = 180;
-    const context = canvas.getContext('2d');
-    context.fillStyle = fill;
-    context.fillRect(0, 0, 320, 180);
-    context.fillStyle = '#ffffff';
-    context.font = 'bold 48px sans-serif';
-    context.fillText(`Slide ${n}`, 60, 110);
-    return canvas.toDataURL('image/png').split(',')[1];
-  }, [number, color]);
-  return Buffer.from(base64, 'base64');
-}
-
-/** Draws a zigzag across the middle of the whiteboard with the mouse (pointer events). */
-async function drawOnBoard(page) {
-  const canvas = page.locator('#board-canvas');
-  await canvas.waitFor({ state: 'visible', timeout: PAGE_TIMEOUT_MS });
-  const box = await canvas.boundingBox();
-  if (!box || box.width < 50 || box.height < 50) throw new Failure('the whiteboard has no room to draw on', box);
-  const at = (fx, fy) => [box.x + box.width * fx, box.y + box.height * fy];
-  await page.mouse.move(...at(0.2, 0.5));
-  await page.mouse.down();
-  for (const [fx, fy] of [[0.3, 0.3], [0.4, 0.7], [0.5, 0.3], [0.6, 0.7], [0.7, 0.5]]) {
-    await page.mouse.move(...at(fx, fy), { steps: 4 });
-  }
-  await page.mouse.up();
-}
-
 /** Types a chat line and sends it with Enter, as a person does. */
 async function sendChat(page, text) {
   await page.locator('#chat-input').fill(text, { timeout: PAGE_TIMEOUT_MS });
   await page.locator('#chat-input').press('Enter', { timeout: PAGE_TIMEOUT_MS });
 }
-
-const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 
 /** Leaves the class (closing the page's media connections and socket), closes any connection
  * that is still open, and closes the page. */
@@ -242,7 +185,7 @@ async function run() {
 
   await teacher.locator('#scene-whiteboard').click({ timeout: PAGE_TIMEOUT_MS });
   await waitInPage('teacher (edge 0)', teacher, 'shows the whiteboard scene', () => window.multistream.state().scene === 'whiteboard_and_camera');
-  await drawOnBoard(teacher);
+  await drawOnBoard(teacher, PAGE_TIMEOUT_MS);
   await waitInPage('teacher (edge 0)', teacher, 'has its stroke on the board', () => window.multistream.state().board >= 1);
   console.log('ok - teacher switched the scene to the whiteboard and drew a stroke with the mouse');
 
