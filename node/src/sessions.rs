@@ -316,19 +316,18 @@ pub fn spawn(
         started_wall_ms: unix_ms(),
     };
     let now = Instant::now();
-    let mut opened = 0;
-    for session in store.sessions()? {
-        let events = store.load(&session)?;
-        task.core.open(now, &session, events);
-        opened += 1;
+    let stored = store.sessions()?;
+    for session in &stored {
+        let events = store.load(session)?;
+        task.core.open(now, session, events);
     }
-    if opened > 0 {
-        info!(sessions = opened, "session logs loaded from the store");
+    if !stored.is_empty() {
+        info!(sessions = stored.len(), "session logs loaded from the store");
     }
     // Whoever was connected through this edge before it stopped is gone: say so in the log.
     let me = task.core.node().0.clone();
     let wall = task.wall_ms(now);
-    for session in store.sessions()? {
+    for session in stored {
         let gone: Vec<ParticipantId> = task
             .core
             .durable_state(&session)
