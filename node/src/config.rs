@@ -51,6 +51,11 @@ pub struct FileConfig {
     pub commands_per_second: Option<f64>,
     /// Whiteboard commands one participant may send per second (twice that in a burst).
     pub strokes_per_second: Option<f64>,
+    /// Ed25519 public keys (hex, as `multistream-node plugin-key` prints them) whose signed
+    /// plugin packages this node loads from `<data_dir>/plugins/`.
+    pub plugin_keys: Option<Vec<String>>,
+    /// Whether the plugins built into the node (polls, Q&A) are offered. Default true.
+    pub builtin_plugins: Option<bool>,
 }
 
 /// Another edge of the cluster.
@@ -102,6 +107,8 @@ pub struct Config {
     pub cluster_epoch: u64,
     pub commands_per_second: f64,
     pub strokes_per_second: f64,
+    pub plugin_keys: Vec<String>,
+    pub builtin_plugins: bool,
 }
 
 /// Default class commands per second per participant.
@@ -152,6 +159,8 @@ impl FileConfig {
             cluster_epoch: other.cluster_epoch.or(self.cluster_epoch),
             commands_per_second: other.commands_per_second.or(self.commands_per_second),
             strokes_per_second: other.strokes_per_second.or(self.strokes_per_second),
+            plugin_keys: other.plugin_keys.or(self.plugin_keys),
+            builtin_plugins: other.builtin_plugins.or(self.builtin_plugins),
         }
     }
 
@@ -239,6 +248,16 @@ impl FileConfig {
             DEFAULT_STROKES_PER_SECOND,
             "strokes_per_second",
         )?;
+        let mut plugin_keys = Vec::new();
+        for key in self.plugin_keys.unwrap_or_default() {
+            let key = key.trim().to_ascii_lowercase();
+            if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::Invalid(format!(
+                    "plugin_keys: {key:?} is not a public key (64 hex digits, as `multistream-node plugin-key` prints it)"
+                )));
+            }
+            plugin_keys.push(key);
+        }
         Ok(Config {
             http_addr,
             media_addr,
@@ -256,6 +275,8 @@ impl FileConfig {
             cluster_epoch,
             commands_per_second,
             strokes_per_second,
+            plugin_keys,
+            builtin_plugins: self.builtin_plugins.unwrap_or(true),
         })
     }
 }

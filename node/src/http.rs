@@ -57,6 +57,7 @@ pub struct AppState {
     pub presence: PresenceHandle,
     pub sessions: SessionsHandle,
     pub store: Arc<Store>,
+    pub plugins: crate::plugins::PluginsHandle,
     /// The peer plane, when this edge has peers.
     pub peers: Option<Arc<crate::peer::PeerPlane>>,
     pub refusals: Arc<Refusals>,
@@ -175,6 +176,7 @@ pub fn router(state: AppState) -> Router {
             post(upload_asset).layer(axum::extract::DefaultBodyLimit::max(ASSET_BYTES_MAX)),
         )
         .route("/api/assets/{address}", get(download_asset))
+        .route("/api/plugins", get(plugin_list))
         .route("/ws/{session}", get(classroom_socket))
         .layer(axum::middleware::map_response(cross_origin))
         .with_state(state)
@@ -938,6 +940,7 @@ fn server_message(update: ToClient) -> Option<ServerMessage> {
     Some(match update {
         ToClient::Snapshot { seq, state } => ServerMessage::Snapshot { seq, state },
         ToClient::Event(event) => ServerMessage::Event { event },
+        ToClient::Hidden(seq) => ServerMessage::Hidden { seq },
         ToClient::Reply { key: None, .. } => return None,
         ToClient::Reply {
             key: Some(key),
@@ -964,6 +967,20 @@ async fn send_json(socket: &mut WebSocket, message: &ServerMessage) -> bool {
     }
 }
 
+/// The plugins this edge offers (name, version, title, capabilities, where it came from, its
+/// counters) and the packages it refused, with the reason.
+async fn plugin_list(State(state): State<AppState>) -> Response {
+    match state.plugins.status().await {
+        Some(status) => axum::Json(status).into_response(),
+        None => Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the plugin host is busy; try again",
+        )
+        .into_response(),
+    }
+}
+
 async fn metrics(State(state): State<AppState>) -> Response {
     let snapshot = match state.media.snapshot().await {
         Ok(snapshot) => snapshot,
@@ -974,12 +991,14 @@ async fn metrics(State(state): State<AppState>) -> Response {
     };
     let connections = state.presence.connections().await;
     let log = state.sessions.counters().await;
+    let plugins = state.plugins.status().await;
     let text = crate::metrics::render(
         &snapshot,
         connections,
         &state.refusals.snapshot(),
         log.as_ref(),
         state.peers.as_ref().map(|p| &*p.counters),
+        plugins.as_ref(),
     );
     (
         [(

@@ -94,6 +94,10 @@ struct RunArgs {
     /// Class commands a participant may send per second [default: 30].
     #[arg(long)]
     commands_per_second: Option<f64>,
+    /// A public key (hex, from `plugin-key`) whose signed packages in <data-dir>/plugins load;
+    /// repeat for each.
+    #[arg(long = "plugin-key")]
+    plugin_keys: Vec<String>,
     /// PEM certificate chain to serve HTTPS with (with --tls-key).
     #[arg(long)]
     tls_cert: Option<PathBuf>,
@@ -197,6 +201,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         peers: (!args.peers.is_empty()).then_some(args.peers),
         cluster_epoch: args.cluster_epoch,
         commands_per_second: args.commands_per_second,
+        plugin_keys: (!args.plugin_keys.is_empty()).then_some(args.plugin_keys),
         ..FileConfig::default()
     };
     let config = file_config(args.config.as_ref())?.overlay(flags).settle()?;

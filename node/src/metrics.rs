@@ -16,6 +16,7 @@ pub fn render(
     refusals: &BTreeMap<(&'static str, &'static str), u64>,
     log: Option<&LogCounters>,
     peers: Option<&PeerCounters>,
+    plugins: Option<&crate::plugins::PluginsStatus>,
 ) -> String {
     let mut out = String::with_capacity(4096);
     let c = &snapshot.counters;
@@ -244,5 +245,78 @@ pub fn render(
             &[("", load(&peers.assets_fetched))],
         );
     }
+    if let Some(status) = plugins {
+        plugin_families(&mut out, status);
+    }
     out
+}
+
+fn plugin_families(out: &mut String, status: &crate::plugins::PluginsStatus) {
+    type Pick = fn(&crate::plugins::PluginStatus) -> String;
+    let families: [(&str, &str, &str, Pick); 7] = [
+        (
+            "multistream_plugin_calls_total",
+            "counter",
+            "Calls into a plugin (events and actions), in every class.",
+            |p| p.calls.to_string(),
+        ),
+        (
+            "multistream_plugin_failures_total",
+            "counter",
+            "Plugin calls that trapped, timed out, ran out of memory or answered against the rules.",
+            |p| p.failures.to_string(),
+        ),
+        (
+            "multistream_plugin_restarts_total",
+            "counter",
+            "Plugin instances rebuilt (snapshot plus replay) after a failure.",
+            |p| p.restarts.to_string(),
+        ),
+        (
+            "multistream_plugin_call_seconds_total",
+            "counter",
+            "Time spent in plugin calls; divided by calls, the mean call latency.",
+            |p| format!("{:.6}", p.call_seconds),
+        ),
+        (
+            "multistream_plugin_classes",
+            "gauge",
+            "Classes a plugin runs in on this edge.",
+            |p| p.classes.to_string(),
+        ),
+        (
+            "multistream_plugin_degraded_classes",
+            "gauge",
+            "Classes in which a plugin is degraded (failed recently, being rebuilt).",
+            |p| p.degraded.to_string(),
+        ),
+        (
+            "multistream_plugin_quarantined_classes",
+            "gauge",
+            "Classes in which a plugin is switched off after repeated failures.",
+            |p| p.quarantined.to_string(),
+        ),
+    ];
+    for (name, kind, help, pick) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for plugin in &status.plugins {
+            let _ = writeln!(
+                out,
+                "{name}{{plugin=\"{}\",version=\"{}\"}} {}",
+                plugin.name,
+                plugin.version,
+                pick(plugin)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP multistream_plugin_packages_refused Plugin packages in the plugin directory that were refused (unsigned, untrusted, altered, broken).\n# TYPE multistream_plugin_packages_refused gauge\nmultistream_plugin_packages_refused {}",
+        status.refused.len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP multistream_plugin_upgrades_total Hot upgrades of a plugin in a running class, by outcome.\n# TYPE multistream_plugin_upgrades_total counter\nmultistream_plugin_upgrades_total{{outcome=\"done\"}} {}\nmultistream_plugin_upgrades_total{{outcome=\"failed\"}} {}",
+        status.upgrades, status.upgrades_failed
+    );
 }

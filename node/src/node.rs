@@ -171,6 +171,25 @@ pub async fn run(
     );
     // Frames for other edges go to the peer plane; a standalone node has none.
     let (peer_tx, peer_rx) = tokio::sync::mpsc::channel(crate::sessions::SESSIONS_QUEUE_MAX);
+    let plugin_dir = config.data_dir.join("plugins");
+    std::fs::create_dir_all(&plugin_dir).with_context(|| {
+        format!(
+            "cannot create the plugin directory {}",
+            plugin_dir.display()
+        )
+    })?;
+    let (news_tx, news_rx) = tokio::sync::mpsc::channel(crate::plugins::PLUGIN_QUEUE_MAX);
+    let (plugins, catalog) = crate::plugins::spawn(
+        crate::plugins::PluginSettings {
+            dir: plugin_dir,
+            trusted_keys: config.plugin_keys.clone(),
+            builtin: config.builtin_plugins,
+            cache_dir: Some(config.data_dir.join("plugin-cache")),
+            limits: multistream_plugin_host::Limits::default(),
+        },
+        news_tx,
+    )
+    .context("cannot start the plugin host")?;
     let (sessions, sessions_task) = crate::sessions::spawn(
         core,
         crate::sessions::ClassLimits {
@@ -179,6 +198,11 @@ pub async fn run(
         },
         Arc::clone(&store),
         peer_tx,
+        Some(crate::sessions::PluginLink {
+            handle: plugins.clone(),
+            catalog,
+            news: news_rx,
+        }),
         stop_rx.clone(),
     )
     .context("cannot start the session logs")?;
@@ -203,6 +227,7 @@ pub async fn run(
         presence,
         sessions,
         store,
+        plugins,
         peers: peer_plane.clone(),
         refusals: Arc::new(Refusals::default()),
         next_connection: Arc::new(AtomicU64::new(1)),

@@ -42,7 +42,7 @@ pub const FRAME_VERSION: u32 = 1;
 /// Largest frame, in bytes: a frame of entries holds at most
 /// [`crate::log::ENTRIES_PER_FRAME`] events of at most
 /// [`multistream_proto::session::EVENT_BYTES_MAX`] each.
-pub const FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
+pub const FRAME_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 /// Frames waiting to be sent to one peer, at most.
 pub const PEER_QUEUE_MAX: usize = 1_024;

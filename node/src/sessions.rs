@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::log::class::{ClassState, Refusal, Request};
 use crate::log::{ClientRef, LogCore, LogCounters, LogOutput, NodeId, PeerMessage};
+use crate::plugins::{PluginFeed, PluginNews, PluginsHandle};
 use crate::store::Store;
 
 /// Messages waiting for the session task.
@@ -92,6 +93,8 @@ pub enum ToClient {
         state: serde_json::Value,
     },
     Event(Event),
+    /// The event at this position is not for this client (see [`ClassState::visible`]).
+    Hidden(Seq),
     Reply {
         key: Option<CommandKey>,
         result: Result<Seq, Refusal>,
@@ -255,6 +258,16 @@ struct Task {
     peers: mpsc::Sender<Outgoing>,
     started: Instant,
     started_wall_ms: u64,
+    /// The plugin thread's feed, when plugins run on this node.
+    plugins: Option<PluginFeed>,
+}
+
+/// The session task's link to the plugin thread: its handle, the plugins it loaded, and the
+/// channel its answers come back on.
+pub struct PluginLink {
+    pub handle: PluginsHandle,
+    pub catalog: crate::log::class::PluginCatalog,
+    pub news: mpsc::Receiver<PluginNews>,
 }
 
 struct StoreWrite {
@@ -270,8 +283,17 @@ pub fn spawn(
     limits: ClassLimits,
     store: Arc<Store>,
     peers: mpsc::Sender<Outgoing>,
+    plugins: Option<PluginLink>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(SessionsHandle, tokio::task::JoinHandle<()>)> {
+    let mut core = core;
+    let (plugins, mut news) = match plugins {
+        Some(link) => {
+            core.set_plugins(link.catalog);
+            (Some(PluginFeed::new(link.handle)), Some(link.news))
+        }
+        None => (None, None),
+    };
     let (tx, mut rx) = mpsc::channel(SESSIONS_QUEUE_MAX);
     let handle = SessionsHandle { tx: tx.clone() };
     let (store_tx, store_rx) = std::sync::mpsc::sync_channel::<StoreWrite>(STORE_QUEUE_MAX);
@@ -314,6 +336,7 @@ pub fn spawn(
         peers,
         started: Instant::now(),
         started_wall_ms: unix_ms(),
+        plugins,
     };
     let now = Instant::now();
     let stored = store.sessions()?;
@@ -322,11 +345,17 @@ pub fn spawn(
         task.core.open(now, session, events);
     }
     if !stored.is_empty() {
-        info!(sessions = stored.len(), "session logs loaded from the store");
+        info!(
+            sessions = stored.len(),
+            "session logs loaded from the store"
+        );
     }
     // Whoever was connected through this edge before it stopped is gone: say so in the log.
     let me = task.core.node().0.clone();
     let wall = task.wall_ms(now);
+    if let Some(feed) = &mut task.plugins {
+        feed.start_all(&task.core, &stored);
+    }
     for session in stored {
         let gone: Vec<ParticipantId> = task
             .core
@@ -368,10 +397,19 @@ pub fn spawn(
                     Some(message) => task.handle(message),
                     None => break,
                 },
+                Some(news) = async {
+                    match news.as_mut() {
+                        Some(news) => news.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => task.plugin_news(news),
                 _ = tokio::time::sleep_until(deadline.into()) => {
                     let now = Instant::now();
                     task.core.handle_timeout(now);
                     task.leave_due(now);
+                    if let Some(feed) = &mut task.plugins {
+                        feed.tick(&task.core);
+                    }
                 }
             }
             task.drain();
@@ -384,6 +422,16 @@ pub fn spawn(
 impl Task {
     fn wall_ms(&self, now: Instant) -> u64 {
         self.started_wall_ms + now.saturating_duration_since(self.started).as_millis() as u64
+    }
+
+    fn plugin_news(&mut self, news: PluginNews) {
+        match news {
+            PluginNews::Catalog(catalog) => self.core.set_plugins(catalog),
+            PluginNews::Output { session, events } => {
+                let wall = self.wall_ms(Instant::now());
+                self.core.append_plugin_output(wall, &session, events);
+            }
+        }
     }
 
     fn handle(&mut self, message: Message) {
@@ -411,12 +459,13 @@ impl Task {
                 });
                 match resumable {
                     Some(from) => {
+                        let state = self.core.durable_state(&session);
                         for event in self.core.durable_since(&session, from).unwrap_or(&[]) {
-                            let _ = outbound.try_send(ToClient::Event(event.clone()));
+                            let _ = outbound.try_send(for_client(state, event, &actor));
                         }
                     }
                     None => {
-                        let _ = outbound.try_send(self.snapshot(&session));
+                        let _ = outbound.try_send(self.snapshot(&session, &actor));
                     }
                 }
                 self.clients.insert(
@@ -526,11 +575,11 @@ impl Task {
         }
     }
 
-    fn snapshot(&self, session: &SessionId) -> ToClient {
+    fn snapshot(&self, session: &SessionId, viewer: &ParticipantId) -> ToClient {
         let state = self
             .core
             .durable_state(session)
-            .and_then(|state| serde_json::to_value(state).ok())
+            .map(|state| state.snapshot_for(viewer))
             .unwrap_or(serde_json::Value::Null);
         ToClient::Snapshot {
             seq: self.core.durable(session).unwrap_or_default(),
@@ -641,23 +690,24 @@ impl Task {
                     }
                 }
                 LogOutput::Publish { session, event } => {
+                    let state = self.core.durable_state(&session);
                     for client in self.by_session.get(&session).into_iter().flatten() {
                         if let Some(entry) = self.clients.get(client) {
-                            if entry
-                                .outbound
-                                .try_send(ToClient::Event(event.clone()))
-                                .is_err()
-                            {
+                            let update = for_client(state, &event, &entry.actor);
+                            if entry.outbound.try_send(update).is_err() {
                                 slow.push(*client);
                             }
                         }
                     }
+                    if let Some(feed) = &mut self.plugins {
+                        feed.published(&self.core, &session, &event);
+                    }
                 }
                 LogOutput::Reset { session } => {
-                    let snapshot = self.snapshot(&session);
                     for client in self.by_session.get(&session).into_iter().flatten() {
                         if let Some(entry) = self.clients.get(client) {
-                            if entry.outbound.try_send(snapshot.clone()).is_err() {
+                            let snapshot = self.snapshot(&session, &entry.actor);
+                            if entry.outbound.try_send(snapshot).is_err() {
                                 slow.push(*client);
                             }
                         }
@@ -678,6 +728,15 @@ impl Task {
             }
             self.drain();
         }
+    }
+}
+
+/// An event as one participant's client is shown it.
+fn for_client(state: Option<&ClassState>, event: &Event, viewer: &ParticipantId) -> ToClient {
+    if state.is_none_or(|state| state.visible(event, viewer)) {
+        ToClient::Event(event.clone())
+    } else {
+        ToClient::Hidden(event.seq)
     }
 }
 

@@ -24,8 +24,23 @@ use crate::ids::ParticipantId;
 pub const EVENT_FORMAT_VERSION: u32 = 1;
 
 /// Largest encoded event, in bytes. A whiteboard stroke of [`STROKE_POINTS_MAX`] points is
-/// about 12 KiB.
-pub const EVENT_BYTES_MAX: usize = 16 * 1024;
+/// about 12 KiB; a plugin's view is at most [`PLUGIN_VIEW_BYTES_MAX`].
+pub const EVENT_BYTES_MAX: usize = 32 * 1024;
+
+/// Longest plugin name, in bytes (lowercase ASCII letters, digits and '-').
+pub const PLUGIN_NAME_LEN_MAX: usize = 64;
+
+/// Longest plugin action name, in bytes (lowercase ASCII letters, digits, '-' and '_').
+pub const PLUGIN_ACTION_LEN_MAX: usize = 64;
+
+/// Largest payload of a plugin action, in bytes of JSON.
+pub const PLUGIN_PAYLOAD_BYTES_MAX: usize = 4 * 1024;
+
+/// Largest body of an event a plugin records, in bytes of JSON.
+pub const PLUGIN_BODY_BYTES_MAX: usize = 8 * 1024;
+
+/// Largest view (panel) a plugin shows, in bytes of JSON.
+pub const PLUGIN_VIEW_BYTES_MAX: usize = 24 * 1024;
 
 /// Longest chat line, in characters.
 pub const CHAT_CHARS_MAX: usize = 2_000;
@@ -228,6 +243,23 @@ pub enum Command {
     Remove {
         participant: ParticipantId,
     },
+    /// Switches a feature plugin on for this class (teacher only). It must be loaded on the
+    /// class's home edge; switching it on again after it was off carries its state on.
+    EnablePlugin {
+        plugin: String,
+    },
+    /// Switches a feature plugin off for this class (teacher only); its panels disappear.
+    DisablePlugin {
+        plugin: String,
+    },
+    /// Something the sender did in a plugin's panel: a button, a choice, a form. It is recorded
+    /// and then given to the plugin, whose answer follows in the log.
+    PluginAction {
+        plugin: String,
+        action: String,
+        #[serde(default)]
+        payload: serde_json::Value,
+    },
 }
 
 impl Command {
@@ -248,6 +280,9 @@ impl Command {
             Command::Grant { .. } => "grant",
             Command::Revoke { .. } => "revoke",
             Command::Remove { .. } => "remove",
+            Command::EnablePlugin { .. } => "enable_plugin",
+            Command::DisablePlugin { .. } => "disable_plugin",
+            Command::PluginAction { .. } => "plugin_action",
         }
     }
 }
@@ -302,6 +337,55 @@ pub enum EventBody {
     Removed {
         participant: ParticipantId,
     },
+    /// A plugin was switched on (or upgraded: the same plugin at another version).
+    PluginEnabled {
+        plugin: String,
+        version: String,
+        title: String,
+    },
+    PluginDisabled {
+        plugin: String,
+    },
+    /// A participant's action in a plugin's panel, recorded before the plugin sees it.
+    PluginAction {
+        plugin: String,
+        action: String,
+        payload: serde_json::Value,
+    },
+    /// An event the plugin recorded (its own state change). `cause` is the event it answered;
+    /// the actor is that event's actor. Only the plugin reads these; clients see its views.
+    PluginEvent {
+        plugin: String,
+        cause: Seq,
+        body: serde_json::Value,
+    },
+    /// A panel of the plugin for an audience; it replaces the audience's previous one.
+    PluginView {
+        plugin: String,
+        cause: Seq,
+        audience: Audience,
+        view: serde_json::Value,
+    },
+    /// A chat line in the plugin's name.
+    PluginChat {
+        plugin: String,
+        cause: Seq,
+        text: String,
+    },
+    /// A message for one participant: why the plugin refused their action, or that it failed.
+    PluginNotice {
+        plugin: String,
+        cause: Seq,
+        to: ParticipantId,
+        message: String,
+    },
+    /// The plugin's health changed (a failed call, a rebuild, a quarantine).
+    PluginHealth {
+        plugin: String,
+        health: PluginHealth,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        reason: String,
+    },
     /// An event kind a newer edge wrote that this build does not know: kept, relayed and
     /// skipped by the fold.
     #[serde(skip)]
@@ -325,9 +409,53 @@ const KNOWN_EVENT_TYPES: &[&str] = &[
     "granted",
     "revoked",
     "removed",
+    "plugin_enabled",
+    "plugin_disabled",
+    "plugin_action",
+    "plugin_event",
+    "plugin_view",
+    "plugin_chat",
+    "plugin_notice",
+    "plugin_health",
 ];
 
 /// One entry of a session's log.
+/// Who a plugin's view is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Audience {
+    Everyone,
+    /// The teacher and presenters.
+    Teachers,
+    /// Everyone but the teacher and presenters.
+    Students,
+    /// One participant.
+    Participant {
+        id: ParticipantId,
+    },
+}
+
+/// How a plugin is doing in a class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginHealth {
+    #[default]
+    Healthy,
+    /// A call failed recently; the plugin is being rebuilt and may be behind.
+    Degraded,
+    /// It failed too often and gets no more calls until the teacher switches it off and on.
+    Quarantined,
+}
+
+/// Whether `name` is a valid plugin name.
+pub fn valid_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= PLUGIN_NAME_LEN_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub seq: Seq,
@@ -494,6 +622,48 @@ mod tests {
             },
             EventBody::Removed {
                 participant: participant("p1"),
+            },
+            EventBody::PluginEnabled {
+                plugin: "polls".into(),
+                version: "0.1.0".into(),
+                title: "Polls".into(),
+            },
+            EventBody::PluginDisabled {
+                plugin: "polls".into(),
+            },
+            EventBody::PluginAction {
+                plugin: "polls".into(),
+                action: "vote".into(),
+                payload: serde_json::json!({"poll": 1, "choices": [0]}),
+            },
+            EventBody::PluginEvent {
+                plugin: "polls".into(),
+                cause: Seq(3),
+                body: serde_json::json!({"type": "voted"}),
+            },
+            EventBody::PluginView {
+                plugin: "polls".into(),
+                cause: Seq(3),
+                audience: Audience::Participant {
+                    id: participant("p1"),
+                },
+                view: serde_json::json!({"title": "Polls", "blocks": []}),
+            },
+            EventBody::PluginChat {
+                plugin: "polls".into(),
+                cause: Seq(3),
+                text: "Poll closed".into(),
+            },
+            EventBody::PluginNotice {
+                plugin: "polls".into(),
+                cause: Seq(3),
+                to: participant("p1"),
+                message: "the poll is closed".into(),
+            },
+            EventBody::PluginHealth {
+                plugin: "polls".into(),
+                health: PluginHealth::Degraded,
+                reason: "the plugin failed".into(),
             },
         ]
     }

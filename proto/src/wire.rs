@@ -63,6 +63,9 @@ pub enum ServerMessage {
     Snapshot { seq: Seq, state: serde_json::Value },
     /// One durable event of the session's log, in order.
     Event { event: Event },
+    /// The event at `seq` is not for this participant (a plugin's private record, or a panel for
+    /// someone else): the client's position moves on without it.
+    Hidden { seq: Seq },
     /// The command with this key is durable at `seq`.
     Ack { key: CommandKey, seq: Seq },
     /// The command with this key was refused; `code` is stable, `message` is for people.

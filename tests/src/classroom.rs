@@ -23,6 +23,8 @@ pub struct ClassClient {
     pub snapshot: Option<serde_json::Value>,
     /// Every event received since connecting, in order.
     pub events: Vec<Event>,
+    /// Events the node said were not for this participant.
+    pub hidden: u64,
     next_key: u64,
     name: String,
 }
@@ -63,6 +65,7 @@ impl ClassClient {
             seq: resume_from.unwrap_or_default(),
             snapshot: None,
             events: Vec::new(),
+            hidden: 0,
             next_key: 0,
             name: session.to_owned(),
         };
@@ -103,6 +106,16 @@ impl ClassClient {
                     }
                     self.seq = event.seq;
                     self.events.push(event.clone());
+                }
+                ServerMessage::Hidden { seq } => {
+                    if *seq != self.seq.next() {
+                        return Err(format!(
+                            "hidden event {seq} came after {}: a gap or a repeat",
+                            self.seq
+                        ));
+                    }
+                    self.seq = *seq;
+                    self.hidden += 1;
                 }
                 _ => {}
             }

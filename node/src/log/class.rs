@@ -7,8 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use multistream_proto::session::{
-    BOARD_EXTENT, CHAT_CHARS_MAX, Command, CommandKey, DECK_PAGES_MAX, Deck, EventBody, Permission,
-    STROKE_POINTS_MAX, Scene, Seq, Stroke,
+    Audience, BOARD_EXTENT, CHAT_CHARS_MAX, Command, CommandKey, DECK_PAGES_MAX, Deck, Event,
+    EventBody, PLUGIN_ACTION_LEN_MAX, PLUGIN_PAYLOAD_BYTES_MAX, Permission, PluginHealth,
+    STROKE_POINTS_MAX, Scene, Seq, Stroke, valid_plugin_name,
 };
 use multistream_proto::{ParticipantId, Role};
 use serde::Serialize;
@@ -91,7 +92,39 @@ pub struct ChatLine {
     pub at_ms: u64,
     pub from: ParticipantId,
     pub text: String,
+    /// For a line a plugin posted: the plugin's name (`from` is whoever's action led to it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
 }
+
+/// A plugin loaded on the home edge, as the rules need to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    pub version: String,
+    pub title: String,
+}
+
+/// The plugins a home edge can switch on, by name.
+pub type PluginCatalog = BTreeMap<String, PluginInfo>;
+
+/// A plugin that was switched on in this class at some point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClassPlugin {
+    pub title: String,
+    pub version: String,
+    pub enabled: bool,
+    pub health: PluginHealth,
+    /// Why it is degraded or quarantined.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// The latest panel for each audience, with the sequence number it came at. Shown to each
+    /// participant filtered ([`ClassState::snapshot_for`]).
+    #[serde(skip)]
+    pub views: BTreeMap<Audience, (Seq, serde_json::Value)>,
+}
+
+/// Plugins that were ever on in one class, at most.
+pub const CLASS_PLUGINS_MAX: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BoardStroke {
@@ -115,6 +148,8 @@ pub struct ClassState {
     /// sequence number it got the first time.
     #[serde(skip)]
     applied: HashMap<(ParticipantId, CommandKey), Seq>,
+    /// Feature plugins that were switched on in this class, by name.
+    pub plugins: BTreeMap<String, ClassPlugin>,
     /// Events of kinds this build does not know, skipped.
     pub opaque_events: u64,
 }
@@ -162,6 +197,7 @@ impl ClassState {
                     at_ms: event.at_ms,
                     from: actor.clone(),
                     text: text.clone(),
+                    plugin: None,
                 });
             }
             EventBody::HandRaised => {
@@ -209,8 +245,126 @@ impl ClassState {
                 }
                 self.hands.retain(|p| p != participant);
             }
+            EventBody::PluginEnabled {
+                plugin,
+                version,
+                title,
+            } => {
+                let entry = self
+                    .plugins
+                    .entry(plugin.clone())
+                    .or_insert_with(|| ClassPlugin {
+                        title: title.clone(),
+                        version: version.clone(),
+                        enabled: true,
+                        health: PluginHealth::Healthy,
+                        reason: String::new(),
+                        views: BTreeMap::new(),
+                    });
+                entry.title.clone_from(title);
+                entry.version.clone_from(version);
+                entry.enabled = true;
+                entry.health = PluginHealth::Healthy;
+                entry.reason.clear();
+            }
+            EventBody::PluginDisabled { plugin } => {
+                if let Some(entry) = self.plugins.get_mut(plugin) {
+                    entry.enabled = false;
+                    entry.views.clear();
+                }
+            }
+            EventBody::PluginView {
+                plugin,
+                audience,
+                view,
+                ..
+            } => {
+                if let Some(entry) = self.plugins.get_mut(plugin).filter(|p| p.enabled) {
+                    entry
+                        .views
+                        .insert(audience.clone(), (event.seq, view.clone()));
+                }
+            }
+            EventBody::PluginChat { plugin, text, .. } => {
+                if self.chat.len() >= CHAT_KEPT_MAX {
+                    self.chat.pop_front();
+                }
+                self.chat.push_back(ChatLine {
+                    seq: event.seq,
+                    at_ms: event.at_ms,
+                    from: actor.clone(),
+                    text: text.clone(),
+                    plugin: Some(plugin.clone()),
+                });
+            }
+            EventBody::PluginHealth {
+                plugin,
+                health,
+                reason,
+            } => {
+                if let Some(entry) = self.plugins.get_mut(plugin) {
+                    entry.health = *health;
+                    entry.reason.clone_from(reason);
+                }
+            }
+            EventBody::PluginAction { .. }
+            | EventBody::PluginEvent { .. }
+            | EventBody::PluginNotice { .. } => {}
             EventBody::Opaque(_) => self.opaque_events += 1,
         }
+    }
+
+    /// Whether a teacher's panels are for `participant`: the teacher and presenters.
+    fn leads(&self, participant: &ParticipantId) -> bool {
+        self.members
+            .get(participant)
+            .is_some_and(|m| m.may(Permission::Present))
+    }
+
+    fn addressed_to(&self, audience: &Audience, participant: &ParticipantId) -> bool {
+        match audience {
+            Audience::Everyone => true,
+            Audience::Teachers => self.leads(participant),
+            Audience::Students => !self.leads(participant),
+            Audience::Participant { id } => id == participant,
+        }
+    }
+
+    /// Whether `participant`'s clients are shown `event`. A plugin's own records and actions
+    /// stay on the edges (the plugin reads them; an anonymous poll's votes are not for the
+    /// class to see), and panels and notices go to whom they are addressed. The rest is for
+    /// everyone. Decided against the state the event applies to.
+    pub fn visible(&self, event: &Event, participant: &ParticipantId) -> bool {
+        match &event.body {
+            EventBody::PluginAction { .. } | EventBody::PluginEvent { .. } => false,
+            EventBody::PluginView { audience, .. } => self.addressed_to(audience, participant),
+            EventBody::PluginNotice { to, .. } => to == participant,
+            _ => true,
+        }
+    }
+
+    /// The state as `participant` is shown it: everything but other people's plugin panels.
+    /// Each enabled plugin carries `views`, the panels addressed to them with their sequence
+    /// numbers; a client shows the most recent.
+    pub fn snapshot_for(&self, participant: &ParticipantId) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        let Some(plugins) = value.get_mut("plugins").and_then(|p| p.as_object_mut()) else {
+            return value;
+        };
+        for (name, entry) in &self.plugins {
+            let views: Vec<serde_json::Value> = entry
+                .views
+                .iter()
+                .filter(|(audience, _)| self.addressed_to(audience, participant))
+                .map(|(audience, (seq, view))| {
+                    serde_json::json!({ "seq": seq, "audience": audience, "view": view })
+                })
+                .collect();
+            if let Some(object) = plugins.get_mut(name).and_then(|p| p.as_object_mut()) {
+                object.insert("views".into(), serde_json::Value::Array(views));
+            }
+        }
+        value
     }
 
     /// Decides what a request from `actor` leads to: an event body to append, nothing (the
@@ -219,6 +373,16 @@ impl ClassState {
         &self,
         actor: &ParticipantId,
         request: &Request,
+    ) -> Result<Option<EventBody>, Refusal> {
+        self.decide_with(actor, request, &PluginCatalog::new())
+    }
+
+    /// [`Self::decide`], on a home edge that has the plugins of `catalog` loaded.
+    pub fn decide_with(
+        &self,
+        actor: &ParticipantId,
+        request: &Request,
+        catalog: &PluginCatalog,
     ) -> Result<Option<EventBody>, Refusal> {
         let command = match request {
             Request::Join { name, role, edge } => {
@@ -494,6 +658,86 @@ impl ClassState {
                 }
                 Ok(Some(EventBody::Removed {
                     participant: participant.clone(),
+                }))
+            }
+            Command::EnablePlugin { plugin } => {
+                if !teacher {
+                    return Err(not_permitted("only the teacher switches features on"));
+                }
+                let Some(info) = catalog.get(plugin) else {
+                    return Err(Refusal::new(
+                        "not_found",
+                        format!("the plugin {plugin:?} is not installed on this class's home edge"),
+                    ));
+                };
+                match self.plugins.get(plugin) {
+                    Some(on) if on.enabled && on.version == info.version => return Ok(None),
+                    None if self.plugins.len() >= CLASS_PLUGINS_MAX => {
+                        return Err(Refusal::new(
+                            "full",
+                            format!("a class uses at most {CLASS_PLUGINS_MAX} plugins"),
+                        ));
+                    }
+                    _ => {}
+                }
+                Ok(Some(EventBody::PluginEnabled {
+                    plugin: plugin.clone(),
+                    version: info.version.clone(),
+                    title: info.title.clone(),
+                }))
+            }
+            Command::DisablePlugin { plugin } => {
+                if !teacher {
+                    return Err(not_permitted("only the teacher switches features off"));
+                }
+                if !self.plugins.get(plugin).is_some_and(|p| p.enabled) {
+                    return Ok(None);
+                }
+                Ok(Some(EventBody::PluginDisabled {
+                    plugin: plugin.clone(),
+                }))
+            }
+            Command::PluginAction {
+                plugin,
+                action,
+                payload,
+            } => {
+                let on = self.plugins.get(plugin).filter(|p| p.enabled);
+                let Some(on) = on.filter(|_| valid_plugin_name(plugin)) else {
+                    return Err(Refusal::new(
+                        "not_found",
+                        format!("the feature {plugin:?} is not on in this class"),
+                    ));
+                };
+                if on.health == PluginHealth::Quarantined {
+                    return Err(Refusal::new(
+                        "unavailable",
+                        format!(
+                            "{} is switched off after repeated failures; the teacher can switch it off and on again",
+                            on.title
+                        ),
+                    ));
+                }
+                let action_ok = !action.is_empty()
+                    && action.len() <= PLUGIN_ACTION_LEN_MAX
+                    && action.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                    });
+                if !action_ok {
+                    return Err(invalid(format!(
+                        "an action name is 1 to {PLUGIN_ACTION_LEN_MAX} lowercase letters, digits, '-' or '_'"
+                    )));
+                }
+                let size = serde_json::to_vec(payload).map(|b| b.len()).unwrap_or(0);
+                if size > PLUGIN_PAYLOAD_BYTES_MAX {
+                    return Err(invalid(format!(
+                        "an action's data is at most {PLUGIN_PAYLOAD_BYTES_MAX} bytes; this is {size}"
+                    )));
+                }
+                Ok(Some(EventBody::PluginAction {
+                    plugin: plugin.clone(),
+                    action: action.clone(),
+                    payload: payload.clone(),
                 }))
             }
         }

@@ -35,7 +35,8 @@ use multistream_proto::SessionId;
 use multistream_proto::session::{CommandKey, EVENT_BYTES_MAX, Event, Seq, Term};
 use serde::{Deserialize, Serialize};
 
-use class::{ClassState, Refusal, Request};
+use class::{ClassState, PluginCatalog, Refusal, Request};
+use multistream_proto::session::EventBody;
 
 /// Events in one frame of entries.
 pub const ENTRIES_PER_FRAME: usize = 128;
@@ -275,6 +276,8 @@ pub struct LogCore {
     sessions: HashMap<SessionId, SessionLog>,
     outputs: VecDeque<LogOutput>,
     next_tick: Option<Instant>,
+    /// The plugins loaded on this edge, for the rules of the sessions it is home for.
+    plugins: PluginCatalog,
     pub counters: LogCounters,
 }
 
@@ -297,6 +300,7 @@ impl LogCore {
             sessions: HashMap::new(),
             outputs: VecDeque::new(),
             next_tick: None,
+            plugins: PluginCatalog::new(),
             counters: LogCounters::default(),
         }
     }
@@ -384,6 +388,58 @@ impl LogCore {
     /// All durable entries (for the simulation's checks and for snapshots).
     pub fn durable_events(&self, session: &SessionId) -> &[Event] {
         self.durable_since(session, Seq::ZERO).unwrap_or(&[])
+    }
+
+    /// The plugins this edge has loaded (and their versions), which the sessions it is home for
+    /// can switch on.
+    pub fn set_plugins(&mut self, catalog: PluginCatalog) {
+        self.plugins = catalog;
+    }
+
+    /// Appends what a plugin answered (its records, panels, chat lines, notices, health) to a
+    /// session this edge is home for; each event with the actor of the event that caused it.
+    /// Plugins run only on the home, so elsewhere this does nothing. Returns how many events
+    /// were appended: an event over [`EVENT_BYTES_MAX`] or beyond the log's limits is dropped
+    /// and counted as refused.
+    pub fn append_plugin_output(
+        &mut self,
+        wall_ms: u64,
+        session: &SessionId,
+        events: Vec<(ParticipantId, EventBody)>,
+    ) -> usize {
+        let Some(log) = self.sessions.get_mut(session) else {
+            return 0;
+        };
+        if log.home != self.node || log.failed.is_some() {
+            return 0;
+        }
+        let mut appended = 0;
+        for (actor, body) in events {
+            let pending = log.events.len() - log.durable.0 as usize;
+            let event = Event {
+                seq: log.head().next(),
+                term: log.term,
+                at_ms: wall_ms,
+                actor,
+                key: None,
+                body,
+            };
+            if pending >= PENDING_EVENTS_MAX
+                || log.events.len() >= SESSION_EVENTS_MAX
+                || event.encode().len() > EVENT_BYTES_MAX
+            {
+                self.counters.requests_refused += 1;
+                continue;
+            }
+            log.state.apply(&event);
+            log.events.push(event);
+            self.counters.events_appended += 1;
+            appended += 1;
+        }
+        if appended > 0 {
+            self.start_write(session);
+        }
+        appended
     }
 
     /// A request from a client on this edge. The session must be open.
@@ -490,7 +546,7 @@ impl LogCore {
                 return;
             }
         }
-        let body = match log.state.decide(&actor, &request) {
+        let body = match log.state.decide_with(&actor, &request, &self.plugins) {
             Ok(Some(body)) => body,
             Ok(None) => {
                 // Nothing changes; answer once what is already there is durable.

@@ -97,6 +97,46 @@ impl Supervisor {
         &self.code.manifest
     }
 
+    /// When a rebuild after a failure is due, while one is pending: calls before then are
+    /// answered [`SupervisorError::Restarting`].
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry_at.filter(|_| self.instance.is_none())
+    }
+
+    /// The caller refused an answer the host had accepted (it breaks a rule of the caller's,
+    /// such as a size limit): counts as a failed call.
+    pub fn reject(&mut self, now: Instant, reason: String) {
+        self.failed(now, &CallError::InvalidOutput(reason));
+    }
+
+    /// Hot upgrade: moves the plugin's state to `code` (a new version) through snapshot and
+    /// restore, without replaying anything. On any failure the running version stays.
+    pub fn upgrade(
+        &mut self,
+        runtime: &Runtime,
+        now: Instant,
+        code: Arc<Code>,
+    ) -> Result<(), SupervisorError> {
+        if let Health::Quarantined { reason } = &self.health {
+            return Err(SupervisorError::Quarantined(reason.clone()));
+        }
+        if self.instance.is_none() {
+            self.rebuild(runtime, now)?;
+        }
+        let state = self.call(runtime, now, Instance::snapshot)?;
+        let mut instance = runtime
+            .instantiate(&code, &self.class, self.seed)
+            .map_err(|e| SupervisorError::Rebuild(e.to_string()))?;
+        instance.restore(&state).map_err(|e| {
+            SupervisorError::Rebuild(format!("the new version refused the state: {e}"))
+        })?;
+        self.code = code;
+        self.instance = Some(instance);
+        self.snapshot = Some(state);
+        self.replay.clear();
+        Ok(())
+    }
+
     /// An event of the log. A failed event is skipped (never replayed), so a plugin cannot be
     /// made to fail on every rebuild by one bad event.
     pub fn on_event(
