@@ -46,6 +46,11 @@ say "building the plugins for wasm32-wasip2"
 if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
+# The same polls code under a higher version, for the hot-upgrade test; built first, and kept
+# under its own name, because the plain build below writes the same file.
+cargo build --locked --release --target wasm32-wasip2 -p multistream-plugin-polls --features next-version
+wasm_out=${CARGO_TARGET_DIR:-target}/wasm32-wasip2/release
+cp "$wasm_out/multistream_plugin_polls.wasm" "$wasm_out/multistream_plugin_polls_next.wasm"
 cargo build --locked --release --target wasm32-wasip2 -p multistream-plugin-polls -p multistream-plugin-qa -p multistream-plugin-hostile
 
 say "running the tests"

@@ -155,7 +155,10 @@ impl ClassClient {
 
     /// Sends a command with a fresh key and waits for its answer.
     pub async fn command(&mut self, command: Command) -> Result<Answer, String> {
-        self.next_key += 1;
+        // Unique in the test process: a participant's new connection must not reuse a key an
+        // earlier one used, or the node rightly answers with the earlier command's outcome.
+        static KEYS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        self.next_key = KEYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let key: CommandKey = format!("t{}-{}", std::process::id(), self.next_key)
             .parse()
             .map_err(|e: String| e)?;

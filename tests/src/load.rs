@@ -39,16 +39,18 @@ pub struct Row {
     pub delay_p99_us: u32,
     /// Packets the subscribers received over packets the node forwarded in the window.
     pub delivered_ratio: f64,
+    /// With a busy plugin: seconds it spent in calls per second of the window.
+    pub plugin_busy: Option<f64>,
 }
 
 impl Row {
     pub fn header() -> &'static str {
-        "| subscribers | forwarded pkt/s | all datagrams out/s | node CPU s / M pkt | pkt per CPU-s | node RSS MiB | delay p50 ms | delay p99 ms | delivered |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| subscribers | forwarded pkt/s | all datagrams out/s | node CPU s / M pkt | pkt per CPU-s | node RSS MiB | delay p50 ms | delay p99 ms | delivered | plugin busy s/s |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     }
 
     pub fn line(&self) -> String {
         format!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2} | {:.1}% |",
+            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2} | {:.1}% | {} |",
             self.subscribers,
             self.forwarded_per_second,
             self.datagrams_out_per_second,
@@ -58,6 +60,8 @@ impl Row {
             f64::from(self.delay_p50_us) / 1000.0,
             f64::from(self.delay_p99_us) / 1000.0,
             self.delivered_ratio * 100.0,
+            self.plugin_busy
+                .map_or_else(|| "–".to_owned(), |busy| format!("{busy:.2}")),
         )
     }
 }
@@ -140,9 +144,128 @@ async fn start_client(
     Ok(udp::spawn(client, socket))
 }
 
+/// A plugin kept busy during the measurement: the hostile test plugin's `spin` action, sent
+/// [`SPINS_PER_SECOND`] times a second with this many iterations each.
+#[derive(Debug, Clone, Copy)]
+pub struct BusyPlugin {
+    pub iterations: u64,
+}
+
+/// Spin actions per second sent to a busy plugin (under the node's per-participant limit).
+pub const SPINS_PER_SECOND: u64 = 20;
+
+/// Plugin call time the node reports, in seconds.
+async fn plugin_seconds(node: &NodeProcess) -> Result<f64, String> {
+    let page = node.metrics().await?;
+    Ok(page
+        .lines()
+        .filter(|l| l.starts_with("multistream_plugin_call_seconds_total{plugin=\"hostile\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// A node whose plugin directory holds the hostile test plugin, signed with a fresh key that
+/// the node trusts.
+fn node_with_hostile_plugin(name: &str) -> Result<NodeProcess, String> {
+    let data = crate::node_process::fresh_data_dir(name);
+    let plugins = data.join("plugins");
+    std::fs::create_dir_all(&plugins).map_err(|e| e.to_string())?;
+    let binary = crate::node_process::node_binary();
+    let target = binary
+        .parent()
+        .and_then(|p| p.parent())
+        .ok_or("the node binary is not in a cargo target directory")?;
+    let wasm = target.join("wasm32-wasip2/release/multistream_plugin_hostile.wasm");
+    if !wasm.exists() {
+        return Err(format!(
+            "{} is missing: cargo build --release --target wasm32-wasip2 -p multistream-plugin-hostile",
+            wasm.display()
+        ));
+    }
+    let run = |args: &[&str]| -> Result<String, String> {
+        let out = std::process::Command::new(&binary)
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let key = data.join("signing.key");
+    let public = run(&["plugin-key", "--out", &key.to_string_lossy()])?;
+    run(&[
+        "plugin-sign",
+        "--key",
+        &key.to_string_lossy(),
+        "--out",
+        &plugins.to_string_lossy(),
+        &wasm.to_string_lossy(),
+    ])?;
+    NodeProcess::start_in(data, &["--plugin-key", &public])
+}
+
+/// Switches the hostile plugin on in the demo class and keeps it spinning until `stop`.
+async fn keep_plugin_busy(
+    node: &NodeProcess,
+    busy: BusyPlugin,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    use multistream_proto::session::Command;
+    let token = node.token(&[
+        "--session",
+        "demo",
+        "--identity",
+        "bench-teacher",
+        "--name",
+        "Bench",
+        "--role",
+        "teacher",
+        "--lifetime",
+        "2h",
+    ])?;
+    let mut teacher =
+        crate::classroom::ClassClient::connect(node.http, "demo", &token, None).await?;
+    match teacher
+        .command(Command::EnablePlugin {
+            plugin: "hostile".into(),
+        })
+        .await?
+    {
+        crate::classroom::Answer::Ack(_) => {}
+        refused => return Err(format!("enabling the busy plugin: {refused:?}")),
+    }
+    Ok(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(1_000 / SPINS_PER_SECOND));
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let spin = Command::PluginAction {
+                plugin: "hostile".into(),
+                action: "spin".into(),
+                payload: serde_json::json!({ "iterations": busy.iterations }),
+            };
+            if teacher.command(spin).await.is_err() {
+                return;
+            }
+        }
+    }))
+}
+
 /// Runs one configuration against a fresh node and measures it over `window`.
 pub async fn measure(subscribers: usize, window: Duration) -> Result<Row, String> {
-    let node = NodeProcess::start(&format!("load-{subscribers}"))?;
+    measure_with(subscribers, window, None).await
+}
+
+/// [`measure`], optionally with a plugin kept busy on the node all the while.
+pub async fn measure_with(
+    subscribers: usize,
+    window: Duration,
+    busy: Option<BusyPlugin>,
+) -> Result<Row, String> {
+    let node = match busy {
+        Some(_) => node_with_hostile_plugin(&format!("load-busy-{subscribers}"))?,
+        None => NodeProcess::start(&format!("load-{subscribers}"))?,
+    };
     let pid = node.pid().ok_or("the node is not running")?;
     let teacher = link_token(&node.teacher_link).to_owned();
     let viewer = node.token(&[
@@ -209,6 +332,11 @@ pub async fn measure(subscribers: usize, window: Duration) -> Result<Row, String
             ));
         }
     }
+    let stop_spinning = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinner = match busy {
+        Some(busy) => Some(keep_plugin_busy(&node, busy, Arc::clone(&stop_spinning)).await?),
+        None => None,
+    };
     // Let rates, estimates and layers settle so the window measures the steady state.
     tokio::time::sleep(SETTLE).await;
 
@@ -231,6 +359,7 @@ pub async fn measure(subscribers: usize, window: Duration) -> Result<Row, String
         forwarded(&node).await?,
         received(&watchers),
     );
+    let plugin_before = plugin_seconds(&node).await?;
     // The measurement window itself: a fixed span of steady forwarding.
     tokio::time::sleep(window).await;
     let (cpu_after, forwarded_after, received_after) = (
@@ -238,8 +367,13 @@ pub async fn measure(subscribers: usize, window: Duration) -> Result<Row, String
         forwarded(&node).await?,
         received(&watchers),
     );
+    let plugin_after = plugin_seconds(&node).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let rss = rss_bytes(pid)?;
+    stop_spinning.store(true, Ordering::Relaxed);
+    if let Some(spinner) = spinner {
+        spinner.abort();
+    }
     delay_window.store(u64::MAX, Ordering::Relaxed);
 
     let mut delays: Vec<u32> = Vec::new();
@@ -276,5 +410,6 @@ pub async fn measure(subscribers: usize, window: Duration) -> Result<Row, String
         } else {
             0.0
         },
+        plugin_busy: busy.map(|_| (plugin_after - plugin_before) / elapsed),
     })
 }

@@ -5,6 +5,7 @@
 //! - `class_log`: the class log over the classroom WebSocket of a real node, across a crash;
 //! - `cluster`: three edge processes joined by the QUIC peer plane, killed and restarted;
 //! - `plugin_cli`: plugin signing keys and signed packages from the node's command line;
+//! - `plugins`: polls, Q&A and a hostile plugin in a real node; signed packages, hot upgrade;
 //! - `replication`: the session-log core in deterministic simulation;
 //! - `tidy`: the rules the codebase keeps (pure cores).
 
@@ -12,6 +13,7 @@ mod browser;
 mod class_log;
 mod cluster;
 mod plugin_cli;
+mod plugins;
 mod replication;
 mod sfu_core;
 mod signaling;

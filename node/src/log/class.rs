@@ -792,12 +792,20 @@ mod tests {
     /// A class with a teacher, a student and a guest, applying what `decide` allows.
     struct Class {
         state: ClassState,
+        catalog: PluginCatalog,
     }
 
     impl Class {
         fn new() -> Self {
             let mut class = Class {
                 state: ClassState::default(),
+                catalog: PluginCatalog::from([(
+                    "polls".to_owned(),
+                    PluginInfo {
+                        version: "1.0.0".into(),
+                        title: "Polls".into(),
+                    },
+                )]),
             };
             for (who, role) in [
                 ("t", Role::Teacher),
@@ -820,7 +828,7 @@ mod tests {
 
         fn request(&mut self, who: &str, request: Request) -> Result<Option<EventBody>, Refusal> {
             let actor = id(who);
-            let decided = self.state.decide(&actor, &request)?;
+            let decided = self.state.decide_with(&actor, &request, &self.catalog)?;
             if let Some(body) = &decided {
                 let event = Event {
                     seq: self.state.seq.next(),
@@ -838,6 +846,172 @@ mod tests {
         fn command(&mut self, who: &str, command: Command) -> Result<Option<EventBody>, Refusal> {
             self.request(who, Request::Command { command })
         }
+
+        /// Appends what a plugin answered, as the home does.
+        fn plugin_answer(&mut self, who: &str, body: EventBody) -> Event {
+            let event = Event {
+                seq: self.state.seq.next(),
+                term: Term(1),
+                at_ms: 0,
+                actor: id(who),
+                key: None,
+                body,
+            };
+            self.state.apply(&event);
+            event
+        }
+    }
+
+    fn view(audience: Audience, text: &str) -> EventBody {
+        EventBody::PluginView {
+            plugin: "polls".into(),
+            cause: Seq(1),
+            audience,
+            view: serde_json::json!({ "title": text, "blocks": [] }),
+        }
+    }
+
+    #[test]
+    fn plugins_are_switched_by_the_teacher_and_their_actions_checked() {
+        let mut class = Class::new();
+        let enable = |plugin: &str| Command::EnablePlugin {
+            plugin: plugin.into(),
+        };
+        let action = |name: &str, payload: serde_json::Value| Command::PluginAction {
+            plugin: "polls".into(),
+            action: name.into(),
+            payload,
+        };
+        assert_eq!(code(class.command("s", enable("polls"))), "not_permitted");
+        assert_eq!(code(class.command("t", enable("chess"))), "not_found");
+        assert_eq!(
+            code(class.command("s", action("vote", serde_json::json!({})))),
+            "not_found"
+        );
+        assert!(matches!(
+            class.command("t", enable("polls")),
+            Ok(Some(EventBody::PluginEnabled { ref version, .. })) if version == "1.0.0"
+        ));
+        assert_eq!(class.command("t", enable("polls")), Ok(None));
+        assert!(
+            class
+                .command("s", action("vote", serde_json::json!({"poll": 1})))
+                .is_ok()
+        );
+        assert_eq!(
+            code(class.command("s", action("Vote!", serde_json::json!({})))),
+            "invalid"
+        );
+        let big = serde_json::json!({ "text": "x".repeat(PLUGIN_PAYLOAD_BYTES_MAX) });
+        assert_eq!(code(class.command("s", action("ask", big))), "invalid");
+
+        // Quarantined: actions are refused until the teacher switches it off and on.
+        class.plugin_answer(
+            "t",
+            EventBody::PluginHealth {
+                plugin: "polls".into(),
+                health: PluginHealth::Quarantined,
+                reason: "5 failures".into(),
+            },
+        );
+        assert_eq!(
+            code(class.command("s", action("vote", serde_json::json!({})))),
+            "unavailable"
+        );
+        let off = Command::DisablePlugin {
+            plugin: "polls".into(),
+        };
+        assert_eq!(code(class.command("s", off.clone())), "not_permitted");
+        assert!(matches!(class.command("t", off.clone()), Ok(Some(_))));
+        assert_eq!(class.command("t", off), Ok(None));
+        assert!(matches!(class.command("t", enable("polls")), Ok(Some(_))));
+        assert!(
+            class
+                .command("s", action("vote", serde_json::json!({})))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn panels_and_private_records_reach_only_whom_they_are_for() {
+        let mut class = Class::new();
+        class
+            .command(
+                "t",
+                Command::EnablePlugin {
+                    plugin: "polls".into(),
+                },
+            )
+            .expect("enabled");
+        let (t, s, g) = (id("t"), id("s"), id("g"));
+        let for_teachers = class.plugin_answer("t", view(Audience::Teachers, "results"));
+        let for_students = class.plugin_answer("t", view(Audience::Students, "vote"));
+        let for_s = class.plugin_answer(
+            "s",
+            view(Audience::Participant { id: s.clone() }, "your vote"),
+        );
+        let record = class.plugin_answer(
+            "s",
+            EventBody::PluginEvent {
+                plugin: "polls".into(),
+                cause: Seq(5),
+                body: serde_json::json!({"voter": "s"}),
+            },
+        );
+        let notice = class.plugin_answer(
+            "s",
+            EventBody::PluginNotice {
+                plugin: "polls".into(),
+                cause: Seq(5),
+                to: s.clone(),
+                message: "closed".into(),
+            },
+        );
+        let state = &class.state;
+        assert!(state.visible(&for_teachers, &t) && !state.visible(&for_teachers, &s));
+        assert!(!state.visible(&for_students, &t) && state.visible(&for_students, &g));
+        assert!(
+            state.visible(&for_s, &s) && !state.visible(&for_s, &g) && !state.visible(&for_s, &t)
+        );
+        for who in [&t, &s, &g] {
+            assert!(!state.visible(&record, who));
+        }
+        assert!(state.visible(&notice, &s) && !state.visible(&notice, &t));
+
+        // A presenter gets the teacher's panels.
+        class
+            .command(
+                "t",
+                Command::Grant {
+                    participant: g.clone(),
+                    permission: Permission::Present,
+                },
+            )
+            .expect("granted");
+        assert!(class.state.visible(&for_teachers, &g));
+
+        let titles = |state: &ClassState, who: &ParticipantId| -> Vec<String> {
+            state.snapshot_for(who)["plugins"]["polls"]["views"]
+                .as_array()
+                .expect("views")
+                .iter()
+                .map(|v| v["view"]["title"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        };
+        assert_eq!(titles(&class.state, &t), ["results"]);
+        assert_eq!(titles(&class.state, &s), ["vote", "your vote"]);
+        assert_eq!(titles(&class.state, &g), ["results"]);
+
+        // Switched off: its panels go.
+        class
+            .command(
+                "t",
+                Command::DisablePlugin {
+                    plugin: "polls".into(),
+                },
+            )
+            .expect("disabled");
+        assert!(titles(&class.state, &s).is_empty());
     }
 
     fn stroke(id: u64) -> Stroke {

@@ -166,19 +166,35 @@ pub fn spawn(
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("plugins".into())
-        .spawn(move || match worker::Worker::new(settings, news) {
-            Ok(mut worker) => {
-                let _ = ready_tx.send(Ok(worker.catalog()));
-                worker.run(rx);
-            }
-            Err(error) => {
-                let _ = ready_tx.send(Err(error));
+        .spawn(move || {
+            lower_priority();
+            match worker::Worker::new(settings, news) {
+                Ok(mut worker) => {
+                    let _ = ready_tx.send(Ok(worker.catalog()));
+                    worker.run(rx);
+                }
+                Err(error) => {
+                    let _ = ready_tx.send(Err(error));
+                }
             }
         })?;
     let catalog = ready_rx
         .recv()
         .map_err(|_| anyhow::anyhow!("the plugin thread stopped while loading"))??;
     Ok((PluginsHandle { tx }, catalog))
+}
+
+/// How much less CPU priority the plugin thread has than the rest of the node (a nice value):
+/// when a plugin spins, the media thread and the class log still get the core they share.
+pub const PLUGIN_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority by [`PLUGIN_NICE`] (Linux: per thread).
+fn lower_priority() {
+    let thread = rustix::thread::gettid();
+    let current = rustix::process::getpriority_process(Some(thread)).unwrap_or(0);
+    if let Err(error) = rustix::process::setpriority_process(Some(thread), current + PLUGIN_NICE) {
+        tracing::warn!(%error, "cannot lower the plugin thread's priority");
+    }
 }
 
 /// The session task's side: which events go to the plugin thread.

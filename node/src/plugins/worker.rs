@@ -630,6 +630,11 @@ fn event_input(slot: &Slot, plugin: &str, event: &Event, actor: &Who) -> Option<
         EventBody::PluginEvent {
             plugin: p, body, ..
         } if p == plugin => ("plugin".to_owned(), p.clone(), body.to_string()),
+        EventBody::PluginEnabled { plugin: p, .. } if p == plugin => (
+            "enabled".to_owned(),
+            String::new(),
+            serde_json::to_string(&event.body).ok()?,
+        ),
         EventBody::Opaque(_)
         | EventBody::PluginEvent { .. }
         | EventBody::PluginAction { .. }
@@ -715,7 +720,11 @@ fn step(
             if action {
                 output.push((
                     event.actor.clone(),
-                    notice(format!("{} failed: {error}", slot.title)),
+                    notice(format!(
+                        "{} failed: {}",
+                        slot.title,
+                        first_line(&error.to_string())
+                    )),
                 ));
             }
         }
@@ -723,6 +732,17 @@ fn step(
     slot.handled = slot.handled.max(event.seq);
     output.extend(health_change(plugin, slot));
     Some(output)
+}
+
+/// The first line of an error, at most 300 characters: a wasm backtrace is for the node's log,
+/// not for the class.
+fn first_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect()
 }
 
 /// A `plugin_health` event when the plugin's health changed since the last one.
@@ -741,7 +761,7 @@ fn health_change(plugin: &str, slot: &mut Slot) -> Option<(ParticipantId, EventB
         EventBody::PluginHealth {
             plugin: plugin.to_owned(),
             health,
-            reason: reason.chars().take(500).collect(),
+            reason: first_line(&reason),
         },
     ))
 }

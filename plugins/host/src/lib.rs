@@ -391,7 +391,19 @@ impl Instance {
                     _ if is_memory_fault(&error) => {
                         CallError::OutOfMemory(self.limits.memory_bytes)
                     }
-                    _ => CallError::Trap(format!("{error:#}").chars().take(500).collect()),
+                    Some(trap) => {
+                        tracing::debug!(error = format!("{error:#}"), "plugin trapped");
+                        CallError::Trap(format!("{trap} (a panic, or an invalid operation)"))
+                    }
+                    None => CallError::Trap(
+                        format!("{:#}", error.root_cause())
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                            .chars()
+                            .take(500)
+                            .collect(),
+                    ),
                 })
             }
         }

@@ -6,7 +6,9 @@
 //! - `huge`: returns one enormous effect;
 //! - `chat`: posts a chat line, which its manifest does not allow;
 //! - `garbage`: emits an event whose body is not JSON;
-//! - `count`: behaves (emits an event that counts calls), so a test can see it working again.
+//! - `count`: behaves (emits an event that counts calls), so a test can see it working again;
+//! - `spin`: busy for `{"iterations": n}` rounds, then answers normally: a slow but legitimate
+//!   call, for measuring what a busy plugin costs the rest of the node.
 
 use multistream_plugin_sdk::{Action, Capability, Context, Event, Manifest, Plugin};
 
@@ -16,6 +18,15 @@ multistream_plugin_sdk::plugin!(Hostile);
 pub struct Hostile {
     counted: u64,
     hoard: Vec<Vec<u8>>,
+}
+
+/// `n` of a `{"iterations": n}` payload (without a JSON parser: this plugin stays tiny).
+fn iterations_of(payload: &str) -> u64 {
+    payload
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|part| !part.is_empty())
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or(1_000)
 }
 
 impl Plugin for Hostile {
@@ -54,6 +65,14 @@ impl Plugin for Hostile {
             "chat" => context.post_chat("not allowed to say this"),
             "garbage" => context.push(multistream_plugin_sdk::Effect::Emit("{not json".into())),
             "count" => context.emit(&(self.counted + 1)),
+            "spin" => {
+                let rounds = iterations_of(&action.payload);
+                let mut x: u64 = 1;
+                for round in 0..rounds {
+                    x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) ^ round);
+                }
+                let _ = x;
+            }
             other => return Err(format!("unknown action {other:?}")),
         }
         Ok(())

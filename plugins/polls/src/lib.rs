@@ -16,6 +16,14 @@ use serde::{Deserialize, Serialize};
 
 multistream_plugin_sdk::plugin!(Polls);
 
+/// The plugin's version. The `next-version` feature builds the same code under a higher
+/// version, which the node's hot-upgrade test loads into a running class.
+const VERSION: &str = if cfg!(feature = "next-version") {
+    "0.2.0-next"
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 /// Options of one poll, at most.
 pub const OPTIONS_MAX: usize = 10;
 /// Polls of one class, at most.
@@ -300,7 +308,7 @@ impl Plugin for Polls {
     fn manifest() -> Manifest {
         Manifest::new(
             "polls",
-            env!("CARGO_PKG_VERSION"),
+            VERSION,
             "Polls",
             &[Capability::EmitEvents, Capability::ShowPanel],
         )
@@ -378,6 +386,10 @@ impl Plugin for Polls {
     }
 
     fn on_event(&mut self, context: &mut Context<'_>, event: &Event) -> Result<(), String> {
+        if event.kind == "enabled" {
+            self.show_all(context, None);
+            return Ok(());
+        }
         if event.kind != "plugin" {
             return Ok(());
         }
@@ -455,6 +467,22 @@ mod tests {
                 _ => None,
             })
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn switching_it_on_shows_the_first_panels() {
+        let mut class = Harness::<Polls>::new();
+        let teacher = class.teacher("t-1", "Ms Rivera");
+        assert!(class.view(&Audience::Teachers).is_none());
+        class.enable(&teacher).expect("enabled");
+        let teacher_view = class
+            .view(&Audience::Teachers)
+            .expect("the teacher's panel");
+        assert!(teacher_view.contains("Create poll"), "{teacher_view}");
+        let students = class
+            .view(&Audience::Students)
+            .expect("the students' panel");
+        assert!(students.contains("No poll is open"), "{students}");
     }
 
     #[test]

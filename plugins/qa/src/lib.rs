@@ -323,6 +323,10 @@ impl Plugin for Qa {
     }
 
     fn on_event(&mut self, context: &mut Context<'_>, event: &Event) -> Result<(), String> {
+        if event.kind == "enabled" {
+            self.show_all(context);
+            return Ok(());
+        }
         if event.kind != "plugin" {
             return Ok(());
         }

@@ -123,6 +123,11 @@ impl<P: Plugin> Harness<P> {
         self.deliver(actor, &event)
     }
 
+    /// The teacher switches the plugin on: it gets its "enabled" event, as in a class.
+    pub fn enable(&mut self, teacher: &Participant) -> Result<(), String> {
+        self.core_event(teacher, "enabled", "{}")
+    }
+
     /// The latest view for an audience.
     pub fn view(&self, audience: &Audience) -> Option<&str> {
         self.views.get(audience).map(String::as_str)

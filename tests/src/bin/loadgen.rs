@@ -1,18 +1,22 @@
 //! `loadgen`: measures a node's forwarding. One simulcast publisher (about 2.15 Mbps in three
 //! layers plus Opus) and N subscribers, all in this process, against a real node process.
 //!
-//! Usage: `loadgen [--subscribers 1,10,50,100,200] [--seconds 20] [--repeat 3]`. The node binary is found
+//! Usage: `loadgen [--subscribers 1,10,50,100,200] [--seconds 20] [--repeat 3] [--busy-plugin N]`.
+//! With `--busy-plugin N`, a plugin on the node spins N iterations per call, 20 calls a second,
+//! throughout (the hostile test plugin, signed and loaded from the node's plugin directory; build
+//! it with `cargo build --release --target wasm32-wasip2 -p multistream-plugin-hostile`). The node binary is found
 //! beside this one (build both with `cargo build --release --bins`) or at `MULTISTREAM_NODE_BIN`.
 //! Prints a Markdown table.
 
 use std::time::Duration;
 
-use multistream_tests::load::{Row, measure};
+use multistream_tests::load::{BusyPlugin, Row, measure_with};
 
 fn main() -> std::process::ExitCode {
     let mut subscribers = vec![1usize, 10, 50, 100, 200];
     let mut seconds = 20u64;
     let mut repeat = 1usize;
+    let mut busy = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().unwrap_or_default();
@@ -32,6 +36,14 @@ fn main() -> std::process::ExitCode {
             "--repeat" => match value.parse() {
                 Ok(n) if n > 0 => repeat = n,
                 _ => return usage(&format!("--repeat wants a positive number, not {value:?}")),
+            },
+            "--busy-plugin" => match value.parse() {
+                Ok(iterations) => busy = Some(BusyPlugin { iterations }),
+                _ => {
+                    return usage(&format!(
+                        "--busy-plugin wants a number of iterations, not {value:?}"
+                    ));
+                }
             },
             "--seconds" => match value.parse() {
                 Ok(n) if n > 0 => seconds = n,
@@ -54,7 +66,7 @@ fn main() -> std::process::ExitCode {
         // printed, the others go to stderr, since single runs vary by tens of percent here.
         let mut rows = Vec::with_capacity(repeat);
         for _ in 0..repeat {
-            match runtime.block_on(measure(n, Duration::from_secs(seconds))) {
+            match runtime.block_on(measure_with(n, Duration::from_secs(seconds), busy)) {
                 Ok(row) => rows.push(row),
                 Err(error) => {
                     eprintln!("loadgen: N = {n}: {error}");
@@ -79,7 +91,7 @@ fn main() -> std::process::ExitCode {
 
 fn usage(problem: &str) -> std::process::ExitCode {
     eprintln!(
-        "loadgen: {problem}\nusage: loadgen [--subscribers 1,10,50,100,200] [--seconds 20] [--repeat 3]"
+        "loadgen: {problem}\nusage: loadgen [--subscribers 1,10,50,100,200] [--seconds 20] [--repeat 3] [--busy-plugin ITERATIONS]"
     );
     std::process::ExitCode::from(2)
 }
