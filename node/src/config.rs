@@ -56,6 +56,9 @@ pub struct FileConfig {
     pub plugin_keys: Option<Vec<String>>,
     /// Whether the plugins built into the node (polls, Q&A) are offered. Default true.
     pub builtin_plugins: Option<bool>,
+    /// Where compiled plugin code is cached (default `<data_dir>/plugin-cache`); edges on one
+    /// machine may share one.
+    pub plugin_cache_dir: Option<PathBuf>,
 }
 
 /// Another edge of the cluster.
@@ -109,6 +112,7 @@ pub struct Config {
     pub strokes_per_second: f64,
     pub plugin_keys: Vec<String>,
     pub builtin_plugins: bool,
+    pub plugin_cache_dir: PathBuf,
 }
 
 /// Default class commands per second per participant.
@@ -161,6 +165,7 @@ impl FileConfig {
             strokes_per_second: other.strokes_per_second.or(self.strokes_per_second),
             plugin_keys: other.plugin_keys.or(self.plugin_keys),
             builtin_plugins: other.builtin_plugins.or(self.builtin_plugins),
+            plugin_cache_dir: other.plugin_cache_dir.or(self.plugin_cache_dir),
         }
     }
 
@@ -258,14 +263,18 @@ impl FileConfig {
             }
             plugin_keys.push(key);
         }
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let plugin_cache_dir = self
+            .plugin_cache_dir
+            .unwrap_or_else(|| data_dir.join("plugin-cache"));
         Ok(Config {
             http_addr,
             media_addr,
             media_public_addr,
             public_host,
-            data_dir: self
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             session_peers_max,
@@ -277,6 +286,7 @@ impl FileConfig {
             strokes_per_second,
             plugin_keys,
             builtin_plugins: self.builtin_plugins.unwrap_or(true),
+            plugin_cache_dir,
         })
     }
 }

@@ -98,6 +98,9 @@ struct RunArgs {
     /// repeat for each.
     #[arg(long = "plugin-key")]
     plugin_keys: Vec<String>,
+    /// Where compiled plugin code is cached [default: <data-dir>/plugin-cache].
+    #[arg(long)]
+    plugin_cache: Option<PathBuf>,
     /// PEM certificate chain to serve HTTPS with (with --tls-key).
     #[arg(long)]
     tls_cert: Option<PathBuf>,
@@ -202,6 +205,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         cluster_epoch: args.cluster_epoch,
         commands_per_second: args.commands_per_second,
         plugin_keys: (!args.plugin_keys.is_empty()).then_some(args.plugin_keys),
+        plugin_cache_dir: args.plugin_cache,
         ..FileConfig::default()
     };
     let config = file_config(args.config.as_ref())?.overlay(flags).settle()?;

@@ -184,7 +184,7 @@ pub async fn run(
             dir: plugin_dir,
             trusted_keys: config.plugin_keys.clone(),
             builtin: config.builtin_plugins,
-            cache_dir: Some(config.data_dir.join("plugin-cache")),
+            cache_dir: Some(config.plugin_cache_dir.clone()),
             limits: multistream_plugin_host::Limits::default(),
         },
         news_tx,

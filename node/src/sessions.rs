@@ -289,8 +289,11 @@ pub fn spawn(
     let mut core = core;
     let (plugins, mut news) = match plugins {
         Some(link) => {
-            core.set_plugins(link.catalog);
-            (Some(PluginFeed::new(link.handle)), Some(link.news))
+            core.set_plugins(link.catalog.clone());
+            (
+                Some(PluginFeed::new(link.handle, link.catalog)),
+                Some(link.news),
+            )
         }
         None => (None, None),
     };
@@ -426,7 +429,12 @@ impl Task {
 
     fn plugin_news(&mut self, news: PluginNews) {
         match news {
-            PluginNews::Catalog(catalog) => self.core.set_plugins(catalog),
+            PluginNews::Catalog(catalog) => {
+                if let Some(feed) = &mut self.plugins {
+                    feed.set_catalog(catalog.clone());
+                }
+                self.core.set_plugins(catalog);
+            }
             PluginNews::Output { session, events } => {
                 let wall = self.wall_ms(Instant::now());
                 self.core.append_plugin_output(wall, &session, events);

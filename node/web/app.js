@@ -7,13 +7,20 @@
  * network blip with capped exponential backoff:
  *   - a WebSocket, GET /ws/{session}: identity (welcome), the roster, errors, and the class log:
  *     a snapshot of the class state, then every event in order (scene, slides, whiteboard, chat,
- *     hands, permissions); the page's class is that snapshot with the events folded in. Changes
- *     are commands with idempotency keys, resent with the same key after a reconnection, and
- *     the hello names the last event applied, so that a blip costs only the events missed;
+ *     hands, permissions, feature plugins); the page's class is that snapshot with the events
+ *     folded in. An event that is not for this participant (a plugin's own record, someone
+ *     else's panel) arrives as `hidden` and only moves the position on. Changes are commands
+ *     with idempotency keys, resent with the same key after a reconnection, and the hello names
+ *     the last event applied, so that a blip costs only the events missed;
  *   - WHIP, POST /whip/{session}?source=camera|screen: publish (camera is simulcast);
  *   - WHEP, POST /whep/{session}?source=camera|screen: watch whoever is live with that source.
  * The token comes from the URL fragment (#token= or, after the name form, #invite=) and is kept
  * in sessionStorage so that a reload keeps the same identity; it is never sent in a URL.
+ *
+ * Feature plugins (polls, Q&A…) run on the node. The teacher switches them on and off from the
+ * list GET /api/plugins gives; each one switched on has a panel that shows the latest view the
+ * node addressed to this participant, drawn from the view language of plugins/sdk/src/view.rs.
+ * A view is untrusted data: it is drawn with DOM nodes and textContent only, never as HTML.
  *
  * Stable element ids (the e2e test in tests/e2e relies on them):
  *   index.html       #join-link-form, #join-link, #join-link-error, #join-link-submit
@@ -35,8 +42,21 @@
  *     whiteboard     #board, #board-surface, #board-canvas, #board-tools
  *                    (input[name=board-color], #board-undo, #board-clear), #board-note
  *     hands          #raise-hand (not teachers), #hands (#hands-list, #lower-all-hands)
- *     chat           #chat-log (role=log) > #chat-list (li[data-seq]; li.pending while sending), #chat-form,
- *                    #chat-input, #chat-send, #chat-readonly (guests)
+ *     chat           #chat-log (role=log) > #chat-list (li[data-seq]; li.pending while sending;
+ *                    li.plugin[data-plugin] for a feature's line), #chat-form, #chat-input,
+ *                    #chat-send, #chat-readonly (guests)
+ *     features       teacher: #features (#features-list > li[data-plugin] >
+ *                    button[role=switch][data-plugin][aria-checked], .feature-state;
+ *                    #features-status)
+ *     plugin panels  #plugin-panels > section.plugin-panel[data-plugin] (one per feature on), each
+ *                    with h2.plugin-title, .plugin-health (role=status), .plugin-notice
+ *                    (.plugin-notice-text, role=alert) and .plugin-view[data-seq] holding the
+ *                    blocks: h3.plugin-heading, p.plugin-text, form.plugin-choices[data-action]
+ *                    (input[type=radio|checkbox][value=index], button[type=submit]),
+ *                    .plugin-bars (li[data-label][data-value] > .bar-text "label — value",
+ *                    .bar-names), ul.plugin-list (li > .item-text, .item-note,
+ *                    button[data-action]), button.plugin-button[data-action],
+ *                    form.plugin-form[data-action] (input/textarea[name], button[type=submit])
  *     people         teacher actions in #roster-list: button[data-action=speak|draw|present|
  *                    remove][data-participant]; in #hands-list: button[data-action=lower-hand]
  *
@@ -49,7 +69,11 @@
  *              deck: {asset, title, pages} | null, board: number of strokes,
  *              chat: [texts], hands: [participant ids], members: {id: {name, role, present,
  *              removed, permissions}}, waiting: commands not yet answered,
- *              notice: text shown in #notice-text, lastRefusal: {command, code, message} | null}
+ *              notice: text shown in #notice-text, lastRefusal: {command, code, message} | null,
+ *              resyncs: times this page started over after a gap in the events,
+ *              plugins: {name: {title, version, enabled, health, reason, seq (of the view shown),
+ *              view}}, pluginNotices: {name: text shown in its panel},
+ *              features: names GET /api/plugins offered (teachers) | null}
  *   command(command) -> Promise<{ok: true, key, seq} | {ok: false, key, code, message}>: sends
  *              a class command through the same path as the buttons (refusals are shown).
  */
@@ -123,6 +147,22 @@ const NOTICE_VISIBLE_MS = 12_000;
 const RESYNC_INTERVAL_MIN_MS = 5_000;
 /** Announcements read out together at most; a burst (catching up after a blip) is summed up. */
 const ANNOUNCEMENTS_MAX = 3;
+
+/** A feature plugin's name (proto: valid_plugin_name, PLUGIN_NAME_LEN_MAX = 64). */
+const PLUGIN_NAME = /^[a-z0-9-]{1,64}$/;
+/** How a plugin is doing in a class (proto: PluginHealth). */
+const PLUGIN_HEALTHS = ['healthy', 'degraded', 'quarantined'];
+/** Blocks of one view drawn, and items of one block: a view is at most 24 KiB (proto:
+ * PLUGIN_VIEW_BYTES_MAX), so an honest plugin never reaches these; they bound a broken one. */
+const PLUGIN_BLOCKS_MAX = 200;
+const PLUGIN_ITEMS_MAX = 500;
+/** Longest text of a plugin drawn, in characters (a view is plugin output: untrusted). */
+const PLUGIN_TEXT_CHARS_MAX = 2_000;
+/** A plugin's notice stays at least this long, even when its panel changes at once. */
+const PLUGIN_NOTICE_MIN_MS = 4_000;
+/** My plugin actions whose typed input is kept, in case the plugin refuses them (its notice
+ * names the action): the input goes back into the form, as an unsent chat line does. */
+const PLUGIN_SENT_KEPT_MAX = 32;
 
 /** Camera simulcast layers (quarter, half, full resolution): the node picks one per student
  * so that a slow connection still gets a picture. */
@@ -568,7 +608,7 @@ const SCENE_LABELS = {
 const PERMISSIONS = ['speak', 'present', 'draw'];
 
 function emptyClass() {
-  return { seq: 0, members: {}, scene: 'camera', deck: null, page: 0, board: [], chat: [], hands: [] };
+  return { seq: 0, members: {}, scene: 'camera', deck: null, page: 0, board: [], chat: [], hands: [], plugins: new Map() };
 }
 
 const isId = (value) => typeof value === 'string' && value.length > 0;
@@ -590,8 +630,35 @@ function validStroke(stroke) {
   return { id: stroke.id, color, width, points };
 }
 
-function chatLine(seq, at, from, text) {
-  return { seq: Number(seq) || 0, at: Number(at) || 0, from: String(from ?? ''), text: String(text ?? '') };
+/** A chat line; `plugin` names the feature that posted it (from: whoever's action led to it). */
+function chatLine(seq, at, from, text, plugin = null) {
+  return {
+    seq: Number(seq) || 0,
+    at: Number(at) || 0,
+    from: String(from ?? ''),
+    text: String(text ?? ''),
+    plugin: PLUGIN_NAME.test(plugin ?? '') ? plugin : null,
+  };
+}
+
+/** A plugin's view (plugins/sdk/src/view.rs), or null when it is not one. Its blocks are checked
+ * one by one when they are drawn. */
+function validView(view) {
+  if (!view || typeof view !== 'object' || !Array.isArray(view.blocks)) return null;
+  return { title: String(view.title ?? ''), blocks: view.blocks.slice(0, PLUGIN_BLOCKS_MAX) };
+}
+
+/** A feature of the class: {title, version, enabled, health, reason, viewSeq, view}. */
+function classPlugin(name, raw = {}) {
+  return {
+    title: String(raw.title || name),
+    version: String(raw.version ?? ''),
+    enabled: Boolean(raw.enabled),
+    health: PLUGIN_HEALTHS.includes(raw.health) ? raw.health : 'healthy',
+    reason: String(raw.reason ?? '').slice(0, SERVER_TEXT_CHARS_MAX),
+    viewSeq: 0,
+    view: null,
+  };
 }
 
 /** The class state from a snapshot message, checked field by field. A scene this page does not
@@ -625,9 +692,22 @@ function classFromSnapshot(seq, raw, previousScene = 'camera') {
   if (Array.isArray(raw.chat)) {
     state.chat = raw.chat.filter((line) => line && typeof line.text === 'string')
       .slice(-CHAT_KEPT_MAX)
-      .map((line) => chatLine(line.seq, line.at_ms, line.from, line.text));
+      .map((line) => chatLine(line.seq, line.at_ms, line.from, line.text, line.plugin));
   }
   if (Array.isArray(raw.hands)) state.hands = raw.hands.filter(isId);
+  if (raw.plugins && typeof raw.plugins === 'object') {
+    for (const [name, entry] of Object.entries(raw.plugins)) {
+      if (!PLUGIN_NAME.test(name) || !entry || typeof entry !== 'object') continue;
+      const plugin = classPlugin(name, entry);
+      // The node sends only the views addressed to me; the newest one is what I am shown.
+      for (const item of plugin.enabled && Array.isArray(entry.views) ? entry.views : []) {
+        const seq = Number(item?.seq);
+        const view = validView(item?.view);
+        if (view && Number.isSafeInteger(seq) && seq > plugin.viewSeq) Object.assign(plugin, { viewSeq: seq, view });
+      }
+      state.plugins.set(name, plugin);
+    }
+  }
   return state;
 }
 
@@ -707,6 +787,42 @@ function applyEvent(state, event) {
         target.permissions = [];
       }
       state.hands = state.hands.filter((id) => id !== body.participant);
+      break;
+    }
+    case 'plugin_enabled': {
+      // Also a hot upgrade (the same plugin at another version): the panel stays as it is.
+      if (!PLUGIN_NAME.test(body.plugin ?? '')) break;
+      const entry = state.plugins.get(body.plugin) ?? classPlugin(body.plugin);
+      entry.title = String(body.title || entry.title);
+      entry.version = String(body.version ?? entry.version);
+      entry.enabled = true;
+      entry.health = 'healthy';
+      entry.reason = '';
+      state.plugins.set(body.plugin, entry);
+      break;
+    }
+    case 'plugin_disabled': {
+      const entry = state.plugins.get(body.plugin);
+      if (entry) Object.assign(entry, { enabled: false, viewSeq: 0, view: null });
+      break;
+    }
+    case 'plugin_view': {
+      // Sent only to those it is addressed to; a newer view replaces the one shown.
+      const entry = state.plugins.get(body.plugin);
+      const view = validView(body.view);
+      if (entry?.enabled && view && event.seq > entry.viewSeq) Object.assign(entry, { viewSeq: event.seq, view });
+      break;
+    }
+    case 'plugin_chat':
+      state.chat.push(chatLine(event.seq, event.at, actor, body.text, body.plugin));
+      if (state.chat.length > CHAT_KEPT_MAX) state.chat.shift();
+      break;
+    case 'plugin_health': {
+      const entry = state.plugins.get(body.plugin);
+      if (entry && PLUGIN_HEALTHS.includes(body.health)) {
+        entry.health = body.health;
+        entry.reason = String(body.reason ?? '').slice(0, SERVER_TEXT_CHARS_MAX);
+      }
       break;
     }
     default:
@@ -912,6 +1028,24 @@ const app = {
   /** The teacher removed this participant: the class is over for this page. */
   removed: false,
   uploading: false, // slides are being uploaded
+  /** Times this page started over after a gap in the class events (shown to tests). */
+  resyncs: 0,
+  /** Teachers: the features this edge offers (GET /api/plugins). state: 'idle' | 'loading' |
+   * 'ready' | 'failed'; offered: [{name, version, title}]. */
+  features: { state: 'idle', offered: [], error: '', attempt: 0, timer: null },
+  /** Features being switched on or off: name -> the event seq the switch waits for (0 while the
+   * command is unanswered), so that it does not flicker back before the event arrives. */
+  featureSwitches: new Map(),
+  /** What is typed or chosen in a plugin's panel and not sent yet: name -> Map(control key ->
+   * value). A new view of the panel keeps it. */
+  pluginDrafts: new Map(),
+  /** Plugin controls whose action is on its way: `${name}|${control key}`. */
+  pluginSending: new Set(),
+  /** My answered plugin actions, by event seq: {plugin, drafts} (see PLUGIN_SENT_KEPT_MAX). */
+  pluginSent: new Map(),
+  /** A plugin's message for me (a refusal of what I did), shown in its panel: name -> {text,
+   * seq, shownAt, timer}. */
+  pluginNotices: new Map(),
 };
 
 function setAlert(topic, text) {
@@ -1044,6 +1178,13 @@ function enterClass(token, claims) {
   app.removed = false;
   app.pending.clear();
   app.boardVersion += 1;
+  clearTimeout(app.features.timer);
+  app.features = { state: 'idle', offered: [], error: '', attempt: 0, timer: null };
+  app.featureSwitches.clear();
+  app.pluginDrafts.clear();
+  app.pluginSending.clear();
+  app.pluginSent.clear();
+  clearPluginNotices();
   document.title = `${app.session} · multistream classroom`;
   setText($('class-title'), `Class: ${app.session}`);
 
@@ -1062,6 +1203,7 @@ function enterClass(token, claims) {
     onChange: onSocketChange,
   });
   app.socket.open();
+  if (claims.role === 'teacher') loadFeatures();
   if (!app.presenter) {
     if (claims.grants?.subscribe === false) {
       setAlert('watch', 'Your link lets you join the class but not watch or listen. Ask your teacher for a new one.');
@@ -1106,6 +1248,7 @@ function onServerMessage(message) {
         setAlert('publish', 'This class does not let you broadcast with your link. Ask for a teacher link.');
       }
       retryFailedDecks();
+      if (app.features.state === 'failed') loadFeatures();
       app.outbox?.flush();
       break;
     case 'roster':
@@ -1117,6 +1260,9 @@ function onServerMessage(message) {
       break;
     case 'event':
       onClassEvent(message.event);
+      break;
+    case 'hidden':
+      onHiddenEvent(message.seq);
       break;
     case 'ack':
     case 'refused':
@@ -1161,22 +1307,35 @@ function onSnapshot(message) {
   afterMyChange(before);
 }
 
-function onClassEvent(event) {
-  if (!event || typeof event !== 'object') return;
-  const seq = Number(event.seq);
-  if (!Number.isSafeInteger(seq) || seq <= app.cls.seq) return; // seen already (a resend)
-  if (!app.synced) return; // waiting for a snapshot
+/** Whether the event at `seq` is the next one to fold in; a gap starts over from a snapshot. */
+function nextInOrder(seq) {
+  if (!Number.isSafeInteger(seq) || seq <= app.cls.seq) return false; // seen already (a resend)
+  if (!app.synced) return false; // waiting for a snapshot
   if (seq !== app.cls.seq + 1) {
     resync();
-    return;
+    return false;
   }
+  return true;
+}
+
+/** An event that is not for me (a plugin's own record, someone else's panel): it counts in the
+ * order like any other, so that the next one is not taken for a gap. */
+function onHiddenEvent(seq) {
+  if (nextInOrder(Number(seq))) app.cls.seq = Number(seq);
+}
+
+function onClassEvent(event) {
+  if (!event || typeof event !== 'object') return;
+  if (!nextInOrder(Number(event.seq))) return;
   const before = myCopy();
   const previousScene = app.cls.scene;
+  const pluginWasOn = Boolean(app.cls.plugins.get(event.body?.plugin)?.enabled);
   applyEvent(app.cls, event);
   const body = event.body ?? {};
   const mine = event.actor === app.you?.id;
   if (mine && typeof event.key === 'string') app.pending.delete(event.key);
   if (['drawn', 'erased', 'board_cleared'].includes(body.type)) app.boardVersion += 1;
+  if (String(body.type).startsWith('plugin_')) afterPluginEvent(event, body, pluginWasOn);
   if (!mine) announceEvent(body, event.actor, previousScene);
   afterMyChange(before);
 }
@@ -1188,6 +1347,7 @@ let resyncedAt = -Infinity;
  * reconnect in a loop). */
 function resync() {
   app.synced = false;
+  app.resyncs += 1;
   const wait = Math.max(0, resyncedAt + RESYNC_INTERVAL_MIN_MS - performance.now());
   setTimeout(() => {
     resyncedAt = performance.now();
@@ -1263,6 +1423,9 @@ const COMMAND_FAILURES = {
   grant: 'The permission was not given',
   revoke: 'The permission was not taken back',
   remove: 'Nobody was removed',
+  enable_plugin: 'The feature was not switched on',
+  disable_plugin: 'The feature was not switched off',
+  plugin_action: 'That was not done',
 };
 
 function onAnswer(message) {
@@ -1990,6 +2153,171 @@ function renderBoard() {
   if (whiteboard.drawnVersion !== app.boardVersion) requestBoardRedraw();
 }
 
+// ---- Feature plugins ----
+//
+// The teacher switches features on from what this edge offers; every feature on has a panel
+// showing the newest view the node addressed to me. A panel's controls send plugin_action
+// commands; the plugin answers in the log: a new view, or a notice for me when it refuses.
+
+const pluginTitle = (name) => app.cls.plugins.get(name)?.title || name;
+
+/** Teachers: asks this edge which features it offers; retried with backoff while in class. */
+async function loadFeatures() {
+  const features = app.features;
+  clearTimeout(features.timer);
+  features.timer = null;
+  if (!isTeacher() || app.view !== 'classroom' || features.state === 'loading') return;
+  features.state = 'loading';
+  render();
+  try {
+    const response = await fetch('/api/plugins', { headers: { Accept: 'application/json' } });
+    if (!response.ok) throw await httpError(response);
+    const answer = await response.json();
+    const offered = Array.isArray(answer?.plugins) ? answer.plugins : [];
+    features.offered = offered.filter((plugin) => PLUGIN_NAME.test(plugin?.name ?? ''))
+      .map((plugin) => ({ name: plugin.name, version: String(plugin.version ?? ''), title: String(plugin.title || plugin.name) }));
+    features.state = 'ready';
+    features.attempt = 0;
+  } catch (error) {
+    features.state = 'failed';
+    features.error = error instanceof TypeError ? 'the class server cannot be reached' : error.message;
+    // The plugin host may be busy for a moment (503): ask again, and after the next welcome.
+    if (features === app.features && app.view === 'classroom') {
+      features.timer = setTimeout(loadFeatures, retryDelayMs(features.attempt));
+    }
+    features.attempt += 1;
+  }
+  render();
+}
+
+/** Whether a feature's switch waits for the node: its command is unanswered, or the event it
+ * led to has not arrived yet (so that the switch does not flip back and forth). */
+function featureSwitching(name) {
+  if (!app.featureSwitches.has(name)) return false;
+  const seq = app.featureSwitches.get(name);
+  if (seq === 0 || app.cls.seq < seq) return true;
+  app.featureSwitches.delete(name);
+  return false;
+}
+
+/** Teachers: switches a feature on or off for the whole class. */
+async function toggleFeature(name) {
+  if (!isTeacher() || !PLUGIN_NAME.test(name) || featureSwitching(name)) return;
+  const on = Boolean(app.cls.plugins.get(name)?.enabled);
+  app.featureSwitches.set(name, 0);
+  render();
+  const result = await sendCommand({ type: on ? 'disable_plugin' : 'enable_plugin', plugin: name });
+  if (result.ok && result.seq > app.cls.seq) app.featureSwitches.set(name, result.seq);
+  else app.featureSwitches.delete(name);
+  render();
+}
+
+function pluginDrafts(name) {
+  if (!app.pluginDrafts.has(name)) app.pluginDrafts.set(name, new Map());
+  return app.pluginDrafts.get(name);
+}
+
+/** Sends what a panel's control asks for. `control` names the control (it shows as busy until
+ * the node answers); `draftKeys` are the inputs whose values go with it: they are emptied once
+ * the node has the action, and filled again if the plugin refuses it. */
+async function sendPluginAction(name, action, payload, control, draftKeys = []) {
+  const sending = `${name}|${control}`;
+  if (app.pluginSending.has(sending)) return;
+  app.pluginSending.add(sending);
+  render();
+  const result = await sendCommand({ type: 'plugin_action', plugin: name, action, payload });
+  app.pluginSending.delete(sending);
+  if (result.ok) {
+    const drafts = pluginDrafts(name);
+    const sent = draftKeys.filter((key) => drafts.has(key)).map((key) => [key, drafts.get(key)]);
+    for (const [key] of sent) drafts.delete(key);
+    app.pluginSent.set(result.seq, { plugin: name, drafts: sent });
+    while (app.pluginSent.size > PLUGIN_SENT_KEPT_MAX) app.pluginSent.delete(app.pluginSent.keys().next().value);
+    renderedPanels.delete(name); // drawn again without what was sent
+  }
+  render();
+}
+
+/** What a plugin event means for this page beyond the class state: notices, announcements. */
+function afterPluginEvent(event, body, wasOn) {
+  const name = body.plugin;
+  const mine = event.actor === app.you?.id;
+  switch (body.type) {
+    case 'plugin_enabled':
+      if (!wasOn && !mine) announce(`${pluginTitle(name)} is on.`);
+      break;
+    case 'plugin_disabled':
+      hidePluginNotice(name);
+      app.pluginDrafts.delete(name);
+      if (wasOn && !mine) announce(`${pluginTitle(name)} was switched off.`);
+      break;
+    case 'plugin_view':
+      if (app.cls.plugins.get(name)?.viewSeq === event.seq) {
+        settlePluginNotice(name);
+        announce(`${pluginTitle(name)} was updated.`);
+      }
+      break;
+    case 'plugin_notice': {
+      if (body.to !== app.you?.id) break;
+      // The plugin refused something I sent: what I typed goes back into the form.
+      const sent = app.pluginSent.get(Number(body.cause));
+      if (sent?.plugin === name) {
+        const drafts = pluginDrafts(name);
+        for (const [key, value] of sent.drafts) if (!drafts.has(key)) drafts.set(key, value);
+        app.pluginSent.delete(Number(body.cause));
+        renderedPanels.delete(name);
+      }
+      showPluginNotice(name, String(body.message ?? ''));
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+/** Shows a plugin's message for me in its panel (or, without a panel, as a page notice). */
+function showPluginNotice(name, text) {
+  hidePluginNotice(name);
+  if (!text) return;
+  text = text.slice(0, SERVER_TEXT_CHARS_MAX);
+  if (!app.cls.plugins.get(name)?.enabled) {
+    showNotice(`${pluginTitle(name)}: ${text}`, 'refusal');
+    return;
+  }
+  const notice = { text, shownAt: performance.now(), timer: null };
+  notice.timer = setTimeout(() => expirePluginNotice(name, notice), NOTICE_VISIBLE_MS);
+  app.pluginNotices.set(name, notice);
+}
+
+/** The panel changed: its notice goes, once it has been up long enough to be read. */
+function settlePluginNotice(name) {
+  const notice = app.pluginNotices.get(name);
+  if (!notice) return;
+  clearTimeout(notice.timer);
+  const left = notice.shownAt + PLUGIN_NOTICE_MIN_MS - performance.now();
+  notice.timer = setTimeout(() => expirePluginNotice(name, notice), Math.max(0, left));
+}
+
+function expirePluginNotice(name, notice) {
+  if (app.pluginNotices.get(name) !== notice) return;
+  // Not while someone reads it with the pointer or the keyboard on it.
+  if (pluginPanel(name)?.querySelector('.plugin-notice')?.matches(':hover, :focus-within')) {
+    notice.timer = setTimeout(() => expirePluginNotice(name, notice), NOTICE_VISIBLE_MS / 4);
+    return;
+  }
+  hidePluginNotice(name);
+  render();
+}
+
+function hidePluginNotice(name) {
+  clearTimeout(app.pluginNotices.get(name)?.timer);
+  app.pluginNotices.delete(name);
+}
+
+function clearPluginNotices() {
+  for (const name of [...app.pluginNotices.keys()]) hidePluginNotice(name);
+}
+
 // ---- Notices and announcements ----
 
 let noticeTimer = null;
@@ -2019,6 +2347,7 @@ let announceTimer = null;
 
 /** Reads a class event out politely; a burst (catching up) is cut to the last few. */
 function announce(text) {
+  if (announcements.includes(text)) return; // "Polls was updated." once per burst
   announcements.push(text);
   clearTimeout(announceTimer);
   announceTimer = setTimeout(() => {
@@ -2045,6 +2374,9 @@ function endClass(why) {
   app.outbox?.abandon(why);
   app.outbox = null;
   app.pending.clear();
+  clearTimeout(app.features.timer);
+  app.features.timer = null;
+  clearPluginNotices();
   cancelStroke();
   app.you = null;
   app.roster = [];
@@ -2117,6 +2449,8 @@ function render() {
   renderSlides();
   renderBoard();
   renderHands();
+  renderFeatures();
+  renderPluginPanels();
   renderChat();
   renderPeople();
   renderSync();
@@ -2353,13 +2687,21 @@ function renderChat() {
 function chatItem(line) {
   const item = document.createElement('li');
   item.dataset.seq = String(line.seq);
-  if (line.from === app.you?.id) item.className = 'mine';
+  if (line.from === app.you?.id && !line.plugin) item.className = 'mine';
   const meta = document.createElement('span');
   meta.className = 'chat-meta';
   const from = document.createElement('span');
   from.className = 'chat-from';
-  from.textContent = memberName(line.from);
-  meta.append(from);
+  if (line.plugin) {
+    // A feature's line: in the feature's name, marked as such (not a person writing).
+    item.className = 'plugin';
+    item.dataset.plugin = line.plugin;
+    from.textContent = pluginTitle(line.plugin);
+    meta.append(from, ' ', badge('Feature', 'feature'));
+  } else {
+    from.textContent = memberName(line.from);
+    meta.append(from);
+  }
   if (line.at) {
     const time = document.createElement('time');
     const when = new Date(line.at);
@@ -2480,6 +2822,478 @@ function renderSync() {
   setText($('sync-status'), text);
 }
 
+/** Teachers: the features this edge offers, each with a switch (role=switch) for the class. */
+let renderedFeatures = '';
+function renderFeatures() {
+  const teacher = isTeacher();
+  $('features').hidden = !teacher;
+  if (!teacher) return;
+  const { state, offered, error } = app.features;
+  const names = new Map(offered.map((plugin) => [plugin.name, plugin]));
+  // A feature on in this class but not offered here (the class's home is another edge, or it
+  // was unloaded) is listed too, so that it can be switched off.
+  for (const [name, entry] of app.cls.plugins) {
+    if (entry.enabled && !names.has(name)) names.set(name, { name, version: entry.version, title: entry.title });
+  }
+  const rows = [...names.values()].sort((a, b) => a.title.localeCompare(b.title)).map((plugin) => {
+    const entry = app.cls.plugins.get(plugin.name);
+    return { ...plugin, on: Boolean(entry?.enabled), busy: featureSwitching(plugin.name), health: entry?.health ?? 'healthy', reason: entry?.reason ?? '', classVersion: entry?.version ?? '' };
+  });
+  setText($('features-status'), {
+    idle: '',
+    loading: rows.length ? '' : 'Loading the features…',
+    failed: `The list of features could not be loaded (${error}). Trying again…`,
+    ready: rows.length ? '' : 'This server offers no features.',
+  }[state] ?? '');
+  const key = JSON.stringify([rows, app.synced]);
+  if (key === renderedFeatures) return;
+  renderedFeatures = key;
+  replaceKeepingFocus($('features-list'), rows.map(featureRow));
+}
+
+function featureRow(plugin) {
+  const item = document.createElement('li');
+  item.dataset.plugin = plugin.name;
+  const stateId = `feature-${plugin.name}-state`;
+  const toggle = document.createElement('button');
+  toggle.type = 'button';
+  toggle.className = 'switch';
+  toggle.setAttribute('role', 'switch');
+  toggle.setAttribute('aria-checked', String(plugin.on));
+  toggle.setAttribute('aria-describedby', stateId);
+  toggle.dataset.plugin = plugin.name;
+  toggle.dataset.focusKey = `feature:${plugin.name}`;
+  // Kept focusable while it waits, so that the keyboard stays where it was.
+  if (plugin.busy || !app.synced) toggle.setAttribute('aria-disabled', 'true');
+  const track = document.createElement('span');
+  track.className = 'switch-track';
+  track.setAttribute('aria-hidden', 'true');
+  const title = document.createElement('span');
+  title.className = 'switch-label';
+  title.textContent = plugin.title;
+  toggle.append(track, title);
+  toggle.addEventListener('click', () => {
+    if (toggle.getAttribute('aria-disabled') !== 'true') toggleFeature(plugin.name);
+  });
+
+  const state = document.createElement('span');
+  state.id = stateId;
+  state.className = 'feature-state';
+  state.dataset.health = plugin.on ? plugin.health : 'healthy';
+  const version = plugin.classVersion || plugin.version;
+  let text = plugin.on ? 'On' : 'Off';
+  if (plugin.busy) text = plugin.on ? 'Switching off…' : 'Switching on…';
+  else if (plugin.on && plugin.health === 'degraded') text = 'On, having trouble';
+  else if (plugin.on && plugin.health === 'quarantined') text = 'Stopped after repeated failures: switch it off and on to reset it';
+  state.textContent = version ? `${text} · version ${version}` : text;
+  item.append(toggle, state);
+  return item;
+}
+
+/** What each plugin panel's view was last drawn from: name -> key. */
+const renderedPanels = new Map();
+
+const pluginPanel = (name) => $('plugin-panels').querySelector(`:scope > section[data-plugin="${CSS.escape(name)}"]`);
+
+/** One panel per feature on, in a stable order; each shows its newest view for me. */
+function renderPluginPanels() {
+  const container = $('plugin-panels');
+  const teacher = isTeacher();
+  const on = [...app.cls.plugins].filter(([, entry]) => entry.enabled).sort(([a], [b]) => a.localeCompare(b));
+  const names = new Set(on.map(([name]) => name));
+  for (const panel of [...container.children]) {
+    if (names.has(panel.dataset.plugin)) continue;
+    const hadFocus = panel.contains(document.activeElement);
+    renderedPanels.delete(panel.dataset.plugin);
+    panel.remove();
+    if (hadFocus) $('class-title').focus();
+  }
+  let previous = null;
+  for (const [name, entry] of on) {
+    const panel = pluginPanel(name) ?? newPluginPanel(name);
+    const next = previous ? previous.nextElementSibling : container.firstElementChild;
+    if (panel !== next) container.insertBefore(panel, next);
+    drawPluginPanel(panel, name, entry, teacher);
+    previous = panel;
+  }
+}
+
+function newPluginPanel(name) {
+  const panel = document.createElement('section');
+  panel.className = 'panel plugin-panel';
+  panel.dataset.plugin = name;
+  panel.setAttribute('aria-labelledby', `plugin-${name}-title`);
+  const title = document.createElement('h2');
+  title.className = 'plugin-title';
+  title.id = `plugin-${name}-title`;
+  // Live regions exist from the start (empty), so that what appears in them is read out.
+  const health = document.createElement('p');
+  health.className = 'plugin-health';
+  health.setAttribute('role', 'status');
+  const notice = document.createElement('div');
+  notice.className = 'plugin-notice empty';
+  const noticeText = document.createElement('p');
+  noticeText.className = 'plugin-notice-text';
+  noticeText.setAttribute('role', 'alert');
+  noticeText.setAttribute('aria-atomic', 'true');
+  const dismiss = document.createElement('button');
+  dismiss.type = 'button';
+  dismiss.className = 'small';
+  dismiss.textContent = 'Dismiss';
+  dismiss.hidden = true;
+  dismiss.addEventListener('click', () => {
+    hidePluginNotice(name);
+    render();
+    panel.querySelector('.plugin-view').focus();
+  });
+  notice.append(noticeText, dismiss);
+  const view = document.createElement('div');
+  view.className = 'plugin-view';
+  view.tabIndex = -1; // where the keyboard goes when the control it was on is gone
+  panel.append(title, health, notice, view);
+  return panel;
+}
+
+/** The health line: teachers get the reason and what to do; students a short note. */
+function pluginHealthText(entry, teacher) {
+  if (entry.health === 'healthy') return '';
+  if (!teacher) return 'This feature is having trouble.';
+  const reason = entry.reason ? `: ${entry.reason.replace(/[.\s]+$/, '')}` : '';
+  return entry.health === 'degraded'
+    ? `${entry.title} is having trouble${reason}. It is being restarted; changes may take a moment to show.`
+    : `${entry.title} was switched off after repeated failures${reason}. Switch it off and on again under “Features” to reset it.`;
+}
+
+function drawPluginPanel(panel, name, entry, teacher) {
+  setText(panel.querySelector('.plugin-title'), entry.title);
+  const health = panel.querySelector('.plugin-health');
+  setText(health, pluginHealthText(entry, teacher));
+  health.dataset.health = entry.health;
+  const notice = app.pluginNotices.get(name);
+  panel.querySelector('.plugin-notice').classList.toggle('empty', !notice);
+  setText(panel.querySelector('.plugin-notice-text'), notice?.text ?? '');
+  panel.querySelector('.plugin-notice button').hidden = !notice;
+
+  const quarantined = entry.health === 'quarantined';
+  const sending = [...app.pluginSending].filter((key) => key.startsWith(`${name}|`));
+  const key = JSON.stringify([entry.viewSeq, teacher, quarantined, sending]);
+  if (renderedPanels.get(name) === key) return;
+  renderedPanels.set(name, key);
+  const box = panel.querySelector('.plugin-view');
+  box.dataset.seq = String(entry.viewSeq);
+  const nodes = entry.view
+    ? pluginViewNodes(name, entry, { disabled: quarantined, sending: new Set(sending.map((k) => k.slice(name.length + 1))) })
+    : [pluginText('p', 'plugin-text hint', 'Nothing to show yet.')];
+  replaceViewKeepingFocus(box, nodes);
+}
+
+/** Like replaceKeepingFocus, for a panel's view: also keeps the caret in a text field, so that
+ * someone typing does not notice that the view was replaced under their fingers. */
+function replaceViewKeepingFocus(box, nodes) {
+  const active = box.contains(document.activeElement) ? document.activeElement : null;
+  const focused = active?.dataset.focusKey;
+  const caret = typeof active?.selectionStart === 'number'
+    ? [active.selectionStart, active.selectionEnd, active.selectionDirection] : null;
+  box.replaceChildren(...nodes);
+  if (!active) return;
+  const again = focused === undefined ? null : box.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`);
+  if (!again || again.disabled) {
+    box.focus({ preventScroll: true });
+    return;
+  }
+  again.focus({ preventScroll: true });
+  if (caret && typeof again.setSelectionRange === 'function') {
+    try {
+      again.setSelectionRange(...caret);
+    } catch {
+      // Not a text field after all: the caret does not matter.
+    }
+  }
+}
+
+/** Text from a plugin, cut to a sane length: plugin output is untrusted. */
+const pluginString = (value) => String(value ?? '').slice(0, PLUGIN_TEXT_CHARS_MAX);
+const isObject = (value) => Boolean(value) && typeof value === 'object' && !Array.isArray(value);
+
+function pluginText(tag, className, text) {
+  const element = document.createElement(tag);
+  element.className = className;
+  element.textContent = pluginString(text);
+  return element;
+}
+
+/** A panel's view as DOM nodes. Every string from the plugin goes in with textContent. */
+function pluginViewNodes(name, entry, context) {
+  const drafts = pluginDrafts(name);
+  const used = new Set(); // draft keys of the controls drawn: drafts of controls gone are dropped
+  const nodes = [];
+  const view = entry.view;
+  if (view.title && view.title !== entry.title) nodes.push(pluginText('p', 'plugin-view-title', view.title));
+  const buttonsByData = new Map(); // for stable focus keys of buttons (see pluginButton)
+  let lastHeading = '';
+  view.blocks.forEach((block, index) => {
+    if (!isObject(block)) return;
+    const prefix = `plugin-${name}-${index}`;
+    switch (block.type) {
+      case 'heading':
+        lastHeading = pluginString(block.text);
+        nodes.push(pluginText('h3', 'plugin-heading', block.text));
+        break;
+      case 'text':
+        nodes.push(pluginText('p', 'plugin-text', block.text));
+        break;
+      case 'choices':
+        nodes.push(choicesBlock(name, block, prefix, lastHeading, drafts, used, context));
+        break;
+      case 'bars':
+        nodes.push(barsBlock(block));
+        break;
+      case 'list':
+        nodes.push(listBlock(name, block, context));
+        break;
+      case 'button': {
+        const data = JSON.stringify(block.data ?? null);
+        const ordinal = buttonsByData.get(data) ?? 0;
+        buttonsByData.set(data, ordinal + 1);
+        const button = pluginButton(name, block.label, block.action, block.data, `button:${data}:${ordinal}`, context);
+        button.classList.add('plugin-button');
+        nodes.push(button);
+        break;
+      }
+      case 'form':
+        nodes.push(formBlock(name, block, prefix, drafts, used, context));
+        break;
+      default:
+        // A block from a newer plugin than this page knows: said plainly, nothing else drawn.
+        nodes.push(pluginText('p', 'plugin-text hint', 'Part of this panel cannot be shown on this page.'));
+        break;
+    }
+  });
+  for (const key of [...drafts.keys()]) if (!used.has(key)) drafts.delete(key);
+  if (!nodes.length) nodes.push(pluginText('p', 'plugin-text hint', 'Nothing to show yet.'));
+  return nodes;
+}
+
+/** A button that sends `action` with `data` as payload. Busy (aria-disabled, still focusable)
+ * while its action is on its way. */
+function pluginButton(name, label, action, data, focusKey, context, described = '') {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.dataset.action = pluginString(action);
+  button.dataset.focusKey = focusKey;
+  button.append(pluginString(label));
+  if (described) {
+    // Visible words first, then what it is about, for screen readers ("Upvote: Why is…").
+    const hidden = document.createElement('span');
+    hidden.className = 'visually-hidden';
+    hidden.textContent = `: ${[...described].slice(0, 80).join('')}`;
+    button.append(hidden);
+  }
+  const busy = context.sending.has(focusKey);
+  if (context.disabled) button.disabled = true;
+  if (busy) button.setAttribute('aria-disabled', 'true');
+  button.addEventListener('click', () => {
+    if (button.getAttribute('aria-disabled') === 'true') return;
+    sendPluginAction(name, String(action ?? ''), data ?? null, focusKey);
+  });
+  return button;
+}
+
+/** Options to pick from: radio buttons (or checkboxes) in a fieldset, and a submit button. */
+function choicesBlock(name, block, prefix, heading, drafts, used, context) {
+  const options = (Array.isArray(block.options) ? block.options : []).slice(0, PLUGIN_ITEMS_MAX);
+  const multiple = block.multiple === true;
+  const data = isObject(block.data) ? block.data : {};
+  const key = `choices:${pluginString(block.action)}:${JSON.stringify(data)}`;
+  used.add(key);
+  const selected = new Set(Array.isArray(block.selected) ? block.selected.filter(Number.isInteger) : []);
+  const chosen = drafts.has(key) ? new Set(drafts.get(key)) : selected;
+
+  const form = document.createElement('form');
+  form.className = 'plugin-choices';
+  form.dataset.action = pluginString(block.action);
+  form.noValidate = true;
+  const fieldset = document.createElement('fieldset');
+  const legend = document.createElement('legend');
+  // The question is the heading above (visible); the legend names the group for screen readers.
+  legend.textContent = heading || (multiple ? 'Choose one or more answers' : 'Choose an answer');
+  if (heading) legend.className = 'visually-hidden';
+  fieldset.append(legend);
+  if (multiple) fieldset.append(pluginText('p', 'hint', 'You can choose more than one.'));
+  options.forEach((option, index) => {
+    const label = document.createElement('label');
+    label.className = 'plugin-option';
+    const input = document.createElement('input');
+    input.type = multiple ? 'checkbox' : 'radio';
+    input.name = `${prefix}-choice`;
+    input.value = String(index);
+    input.id = `${prefix}-choice-${index}`;
+    input.checked = chosen.has(index);
+    input.disabled = context.disabled;
+    input.dataset.focusKey = `${key}:${index}`;
+    label.htmlFor = input.id;
+    label.append(input, pluginText('span', 'plugin-option-text', option));
+    fieldset.append(label);
+  });
+  const picked = () => [...form.querySelectorAll('input:checked')].map((input) => Number(input.value));
+  form.addEventListener('change', () => pluginDrafts(name).set(key, picked()));
+  const submit = document.createElement('button');
+  submit.type = 'submit';
+  submit.className = 'primary';
+  submit.textContent = pluginString(block.submit) || 'Send';
+  submit.dataset.focusKey = `submit:${key}`;
+  submit.disabled = context.disabled;
+  if (context.sending.has(key)) submit.setAttribute('aria-disabled', 'true');
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (submit.getAttribute('aria-disabled') === 'true' || context.disabled) return;
+    const choices = picked();
+    if (!choices.length) {
+      showPluginNotice(name, multiple ? 'Choose at least one answer first.' : 'Choose an answer first.');
+      render();
+      return;
+    }
+    pluginDrafts(name).set(key, choices);
+    sendPluginAction(name, String(block.action ?? ''), { ...data, choices }, key, [key]);
+  });
+  form.append(fieldset, submit);
+  return form;
+}
+
+/** A bar chart as a list: the counts are text ("Paris — 2"); the bars are decoration. */
+function barsBlock(block) {
+  const items = (Array.isArray(block.items) ? block.items : []).filter(isObject).slice(0, PLUGIN_ITEMS_MAX);
+  const value = (item) => (Number.isSafeInteger(item.value) && item.value > 0 ? item.value : 0);
+  const total = Number.isSafeInteger(block.total) && block.total > 0 ? block.total : 0;
+  const scale = Math.max(1, total, ...items.map(value));
+  const wrapper = document.createElement('div');
+  wrapper.className = 'plugin-bars';
+  const list = document.createElement('ul');
+  for (const item of items) {
+    const row = document.createElement('li');
+    const label = pluginString(item.label);
+    row.dataset.label = label;
+    row.dataset.value = String(value(item));
+    const text = document.createElement('span');
+    text.className = 'bar-text';
+    text.append(pluginText('span', 'bar-label', label), ' — ', pluginText('span', 'bar-value', String(value(item))));
+    const bar = document.createElement('span');
+    bar.className = 'bar';
+    bar.setAttribute('aria-hidden', 'true');
+    const fill = document.createElement('span');
+    fill.className = 'bar-fill';
+    // Through the CSSOM (allowed by the page's style-src 'self'), never a style attribute.
+    fill.style.width = `${(100 * value(item)) / scale}%`;
+    bar.append(fill);
+    row.append(text, bar);
+    const names = Array.isArray(item.names) ? item.names.slice(0, PLUGIN_ITEMS_MAX).map(pluginString) : [];
+    if (names.length) row.append(pluginText('span', 'bar-names', names.join(', ')));
+    list.append(row);
+  }
+  wrapper.append(list, pluginText('p', 'bar-total hint', `Total: ${total}`));
+  return wrapper;
+}
+
+/** A list of lines, each with a note and buttons. */
+function listBlock(name, block, context) {
+  const list = document.createElement('ul');
+  list.className = 'plugin-list';
+  const items = (Array.isArray(block.items) ? block.items : []).filter(isObject).slice(0, PLUGIN_ITEMS_MAX);
+  for (const item of items) {
+    const row = document.createElement('li');
+    row.append(pluginText('span', 'item-text', item.text));
+    if (item.note) row.append(pluginText('span', 'item-note', item.note));
+    const buttons = (Array.isArray(item.buttons) ? item.buttons : []).filter(isObject);
+    if (buttons.length) {
+      const group = document.createElement('span');
+      group.className = 'item-buttons';
+      for (const spec of buttons) {
+        const focusKey = `item:${JSON.stringify(spec.data ?? null)}:${pluginString(spec.action)}`;
+        const button = pluginButton(name, spec.label, spec.action, spec.data, focusKey, context, pluginString(item.text));
+        button.classList.add('small');
+        group.append(button);
+      }
+      row.append(group);
+    }
+    list.append(row);
+  }
+  if (!items.length) list.append(emptyItem('Nothing here yet.'));
+  return list;
+}
+
+/** A form: text (one line), lines (a text area, sent as the non-empty lines) and checkboxes. */
+function formBlock(name, block, prefix, drafts, used, context) {
+  const action = pluginString(block.action);
+  const form = document.createElement('form');
+  form.className = 'plugin-form';
+  form.dataset.action = action;
+  form.noValidate = true;
+  const fields = (Array.isArray(block.fields) ? block.fields : []).filter(isObject).slice(0, PLUGIN_ITEMS_MAX);
+  const controls = [];
+  fields.forEach((field, index) => {
+    const fieldName = pluginString(field.name);
+    const kind = ['text', 'lines', 'checkbox'].includes(field.kind) ? field.kind : 'text';
+    const key = `form:${action}:${fieldName}`;
+    used.add(key);
+    const id = `${prefix}-field-${index}`;
+    const label = document.createElement('label');
+    label.htmlFor = id;
+    let input;
+    if (kind === 'checkbox') {
+      input = document.createElement('input');
+      input.type = 'checkbox';
+      input.checked = drafts.get(key) === true;
+      label.className = 'plugin-check';
+      label.append(input, pluginText('span', '', field.label));
+    } else {
+      input = document.createElement(kind === 'lines' ? 'textarea' : 'input');
+      if (kind === 'lines') input.rows = 4;
+      else input.type = 'text';
+      input.autocomplete = 'off';
+      input.value = typeof drafts.get(key) === 'string' ? drafts.get(key) : '';
+      label.textContent = pluginString(field.label);
+    }
+    input.id = id;
+    input.name = fieldName;
+    input.disabled = context.disabled;
+    input.dataset.focusKey = key;
+    const remember = () => pluginDrafts(name).set(key, kind === 'checkbox' ? input.checked : input.value);
+    input.addEventListener(kind === 'checkbox' ? 'change' : 'input', remember);
+    controls.push({ name: fieldName, kind, key, input });
+    const row = document.createElement('div');
+    row.className = `plugin-field ${kind}`;
+    // A checkbox sits inside its label; a text field follows it.
+    if (kind === 'checkbox') row.append(label);
+    else row.append(label, input);
+    form.append(row);
+  });
+  const submitKey = `form:${action}`;
+  const submit = document.createElement('button');
+  submit.type = 'submit';
+  submit.className = 'primary';
+  submit.textContent = pluginString(block.submit) || 'Send';
+  submit.dataset.focusKey = `submit:${submitKey}`;
+  submit.disabled = context.disabled;
+  if (context.sending.has(submitKey)) submit.setAttribute('aria-disabled', 'true');
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (submit.getAttribute('aria-disabled') === 'true' || context.disabled) return;
+    const value = ({ kind, input }) => {
+      if (kind === 'checkbox') return input.checked;
+      if (kind === 'lines') return input.value.split('\n').map((line) => line.trim()).filter(Boolean);
+      return input.value;
+    };
+    for (const control of controls) {
+      pluginDrafts(name).set(control.key, control.kind === 'checkbox' ? control.input.checked : control.input.value);
+    }
+    // fromEntries: a field named "__proto__" is a plain key like any other.
+    const payload = Object.fromEntries(controls.map((control) => [control.name, value(control)]));
+    sendPluginAction(name, action, payload, submitKey, controls.map((control) => control.key));
+  });
+  form.append(submit);
+  return form;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Start-up.
 
@@ -2547,6 +3361,18 @@ function exposeTestHook() {
       waiting: app.outbox?.waiting ?? 0,
       notice: $('notice-text').textContent,
       lastRefusal: app.lastRefusal ?? null,
+      resyncs: app.resyncs,
+      plugins: Object.fromEntries([...app.cls.plugins].map(([name, entry]) => [name, {
+        title: entry.title,
+        version: entry.version,
+        enabled: entry.enabled,
+        health: entry.health,
+        reason: entry.reason,
+        seq: entry.viewSeq,
+        view: structuredClone(entry.view),
+      }])),
+      pluginNotices: Object.fromEntries([...app.pluginNotices].map(([name, notice]) => [name, notice.text])),
+      features: app.features.state === 'ready' ? app.features.offered.map((plugin) => plugin.name) : null,
     }),
     /** Sends a class command as the UI would (no button needed); resolves with the answer. */
     command: (command) => sendCommand(command),

@@ -420,14 +420,61 @@ const KNOWN_EVENT_TYPES: &[&str] = &[
 ];
 
 /// One entry of a session's log.
+impl EventBody {
+    /// The event's kind, as its `type` field says (for an opaque event, whatever it says).
+    pub fn kind(&self) -> &str {
+        match self {
+            EventBody::Joined { .. } => "joined",
+            EventBody::Left => "left",
+            EventBody::Chat { .. } => "chat",
+            EventBody::HandRaised => "hand_raised",
+            EventBody::HandLowered { .. } => "hand_lowered",
+            EventBody::AllHandsLowered => "all_hands_lowered",
+            EventBody::SceneSet { .. } => "scene_set",
+            EventBody::DeckOpened { .. } => "deck_opened",
+            EventBody::PageShown { .. } => "page_shown",
+            EventBody::Drawn { .. } => "drawn",
+            EventBody::Erased { .. } => "erased",
+            EventBody::BoardCleared => "board_cleared",
+            EventBody::Granted { .. } => "granted",
+            EventBody::Revoked { .. } => "revoked",
+            EventBody::Removed { .. } => "removed",
+            EventBody::PluginEnabled { .. } => "plugin_enabled",
+            EventBody::PluginDisabled { .. } => "plugin_disabled",
+            EventBody::PluginAction { .. } => "plugin_action",
+            EventBody::PluginEvent { .. } => "plugin_event",
+            EventBody::PluginView { .. } => "plugin_view",
+            EventBody::PluginChat { .. } => "plugin_chat",
+            EventBody::PluginNotice { .. } => "plugin_notice",
+            EventBody::PluginHealth { .. } => "plugin_health",
+            EventBody::Opaque(value) => value.get("type").and_then(|t| t.as_str()).unwrap_or(""),
+        }
+    }
+
+    /// The plugin an event of a plugin kind belongs to.
+    pub fn plugin(&self) -> Option<&str> {
+        match self {
+            EventBody::PluginEnabled { plugin, .. }
+            | EventBody::PluginDisabled { plugin }
+            | EventBody::PluginAction { plugin, .. }
+            | EventBody::PluginEvent { plugin, .. }
+            | EventBody::PluginView { plugin, .. }
+            | EventBody::PluginChat { plugin, .. }
+            | EventBody::PluginNotice { plugin, .. }
+            | EventBody::PluginHealth { plugin, .. } => Some(plugin),
+            _ => None,
+        }
+    }
+}
+
 /// Who a plugin's view is for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Audience {
     Everyone,
-    /// The teacher and presenters.
+    /// Participants with the teacher role.
     Teachers,
-    /// Everyone but the teacher and presenters.
+    /// Everyone without the teacher role.
     Students,
     /// One participant.
     Participant {
@@ -680,6 +727,12 @@ mod tests {
                 body,
             };
             let bytes = event.encode();
+            let value: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+            assert_eq!(
+                value["body"]["type"],
+                event.body.kind(),
+                "kind() of {bytes:?}"
+            );
             let decoded = Event::decode(&bytes).expect("decodes");
             assert!(
                 !matches!(decoded.body, EventBody::Opaque(_)),

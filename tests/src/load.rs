@@ -39,13 +39,13 @@ pub struct Row {
     pub delay_p99_us: u32,
     /// Packets the subscribers received over packets the node forwarded in the window.
     pub delivered_ratio: f64,
-    /// With a busy plugin: seconds it spent in calls per second of the window.
+    /// With a busy plugin: CPU seconds the plugin thread used per second of the window.
     pub plugin_busy: Option<f64>,
 }
 
 impl Row {
     pub fn header() -> &'static str {
-        "| subscribers | forwarded pkt/s | all datagrams out/s | node CPU s / M pkt | pkt per CPU-s | node RSS MiB | delay p50 ms | delay p99 ms | delivered | plugin busy s/s |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| subscribers | forwarded pkt/s | all datagrams out/s | node CPU s / M pkt | pkt per CPU-s | node RSS MiB | delay p50 ms | delay p99 ms | delivered | plugin CPU s/s |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     }
 
     pub fn line(&self) -> String {
@@ -68,7 +68,31 @@ impl Row {
 
 /// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
 fn cpu_seconds(pid: u32) -> Result<f64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds of the node's threads named `name` (`/proc/<pid>/task/*/stat`).
+fn thread_cpu_seconds(pid: u32, name: &str) -> Result<f64, String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| e.to_string())?;
+    let mut total = 0.0;
+    for task in tasks.flatten() {
+        let path = task.path().join("stat");
+        let Ok(stat) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let comm = stat
+            .split_once('(')
+            .and_then(|(_, rest)| rest.rsplit_once(')'))
+            .map(|(comm, _)| comm);
+        if comm == Some(name) {
+            total += stat_cpu_seconds(&path.to_string_lossy())?;
+        }
+    }
+    Ok(total)
+}
+
+fn stat_cpu_seconds(path: &str) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -153,16 +177,6 @@ pub struct BusyPlugin {
 
 /// Spin actions per second sent to a busy plugin (under the node's per-participant limit).
 pub const SPINS_PER_SECOND: u64 = 20;
-
-/// Plugin call time the node reports, in seconds.
-async fn plugin_seconds(node: &NodeProcess) -> Result<f64, String> {
-    let page = node.metrics().await?;
-    Ok(page
-        .lines()
-        .filter(|l| l.starts_with("multistream_plugin_call_seconds_total{plugin=\"hostile\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
-}
 
 /// A node whose plugin directory holds the hostile test plugin, signed with a fresh key that
 /// the node trusts.
@@ -359,7 +373,7 @@ pub async fn measure_with(
         forwarded(&node).await?,
         received(&watchers),
     );
-    let plugin_before = plugin_seconds(&node).await?;
+    let plugin_before = thread_cpu_seconds(pid, "plugins")?;
     // The measurement window itself: a fixed span of steady forwarding.
     tokio::time::sleep(window).await;
     let (cpu_after, forwarded_after, received_after) = (
@@ -367,7 +381,7 @@ pub async fn measure_with(
         forwarded(&node).await?,
         received(&watchers),
     );
-    let plugin_after = plugin_seconds(&node).await?;
+    let plugin_after = thread_cpu_seconds(pid, "plugins")?;
     let elapsed = started.elapsed().as_secs_f64();
     let rss = rss_bytes(pid)?;
     stop_spinning.store(true, Ordering::Relaxed);

@@ -121,6 +121,9 @@ impl NodeProcess {
                 "--data-dir",
             ])
             .arg(&data_dir)
+            // One compile cache for every test node: the first start compiles the plugins.
+            .arg("--plugin-cache")
+            .arg(binary.with_file_name("plugin-cache"))
             .args(extra)
             .env(
                 "MULTISTREAM_LOG",

@@ -122,3 +122,21 @@ fn a_teacher_and_a_student_on_two_edges_in_chromium() {
     assert!(edge1.stop(), "edge 1 exits cleanly after the class");
     assert!(edge0.stop(), "edge 0 exits cleanly after the class");
 }
+
+/// The feature plugins built into the node, through the page's own controls
+/// (`tests/e2e/plugins.mjs`): the teacher switches Polls on under "Features", creates and opens
+/// a poll; two students vote (one changes their vote) and the teacher's panel shows the exact
+/// live counts; the results are shown and the students see the bars. Then Q&A: questions are
+/// asked, upvoted, sorted by votes and marked answered, on every page. Every page stays in step
+/// with the class log although the plugins' own events are hidden from it.
+#[test]
+fn polls_and_questions_in_chromium() {
+    let node = NodeProcess::start("browser-plugins").expect("the node starts");
+    let env = [
+        ("MULTISTREAM_URL", node.base_url.clone()),
+        ("TEACHER_LINK", node.teacher_link.clone()),
+        ("STUDENT_LINK", node.student_link.clone()),
+    ];
+    run_script("plugins.mjs", &env, &[&node]);
+    assert!(node.stop(), "the node exits cleanly after the class");
+}

@@ -18,13 +18,19 @@ use serde_json::{Value, json};
 
 const SESSION: &str = "optics";
 
-fn token(data_dir: &Path, identity: &str, role: Role) -> String {
-    participant_token(data_dir, SESSION, identity, role).expect("the CLI mints a token")
+async fn join(node: &NodeProcess, identity: &str, role: Role) -> ClassClient {
+    join_session(node, SESSION, identity, role).await
 }
 
-async fn join(node: &NodeProcess, identity: &str, role: Role) -> ClassClient {
-    let token = token(&node.data_dir, identity, role);
-    let mut client = ClassClient::connect(node.http, SESSION, &token, None)
+async fn join_session(
+    node: &NodeProcess,
+    session: &str,
+    identity: &str,
+    role: Role,
+) -> ClassClient {
+    let token =
+        participant_token(&node.data_dir, session, identity, role).expect("the CLI mints a token");
+    let mut client = ClassClient::connect(node.http, session, &token, None)
         .await
         .expect("connects");
     client
@@ -98,7 +104,11 @@ async fn view_where(
                     |e| matches!(&e.body, EventBody::PluginView { plugin: p, .. } if p == plugin),
                 )
                 .collect();
-            panic!("no {plugin} panel for {audience:?} as expected: {e}; panels seen: {seen:?}")
+            let kinds: Vec<(u64, &str)> = client.events.iter().map(|e| (e.seq.0, e.body.kind())).collect();
+            panic!(
+                "no {plugin} panel for {audience:?} as expected: {e}; at seq {} ({} hidden); events {kinds:?}; panels seen: {seen:?}",
+                client.seq, client.hidden
+            )
         });
     match event.body {
         EventBody::PluginView { view, .. } => view,
@@ -130,6 +140,16 @@ fn button_data(view: &Value, action: &str) -> Option<Value> {
 
 fn health_event(e: &Event, plugin: &str, health: PluginHealth) -> bool {
     matches!(&e.body, EventBody::PluginHealth { plugin: p, health: h, .. } if p == plugin && *h == health)
+}
+
+/// Waits until a student's polls panel offers a ballot. An action is acknowledged once it is
+/// recorded; the plugin opens the poll a moment later, when its own record comes back, and a
+/// vote before that is refused as early, as a student's page would never send it.
+async fn wait_for_ballot(student: &mut ClassClient) {
+    view_where(student, "polls", Audience::Students, |v| {
+        blocks(v).iter().any(|b| b["type"] == "choices")
+    })
+    .await;
 }
 
 async fn plugin_list(node: &NodeProcess) -> Value {
@@ -504,6 +524,7 @@ async fn a_hostile_plugin_is_contained_while_the_class_and_a_poll_go_on() {
     .await;
     let poll = button_data(&created, "open").expect("an open button");
     act(&mut teacher, "polls", "open", poll.clone()).await;
+    wait_for_ballot(&mut ana).await;
 
     // A runaway call: stopped at its deadline, the plugin degraded, the teacher told.
     let started = Instant::now();
@@ -686,6 +707,7 @@ async fn a_new_version_is_loaded_into_a_running_class_and_keeps_its_state() {
     .await;
     let poll = button_data(&created, "open").expect("an open button");
     act(&mut teacher, "polls", "open", poll.clone()).await;
+    wait_for_ballot(&mut ana).await;
     act(
         &mut ana,
         "polls",
@@ -727,7 +749,13 @@ async fn a_new_version_is_loaded_into_a_running_class_and_keeps_its_state() {
         bars(v) == [1, 0, 1]
     })
     .await;
-    let listed = plugin_list(&node).await;
+    // The status is published at most a moment after the change.
+    let mut listed = plugin_list(&node).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while listed["upgrades"] != 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        listed = plugin_list(&node).await;
+    }
     let polls = listed["plugins"]
         .as_array()
         .expect("a list")
@@ -746,4 +774,77 @@ async fn a_new_version_is_loaded_into_a_running_class_and_keeps_its_state() {
         .expect("answered"),
     );
     node.stop();
+}
+
+#[tokio::test]
+async fn a_student_on_another_edge_votes_in_a_poll_run_by_the_home() {
+    let cluster = multistream_tests::cluster::Cluster::new("plugins-edges", 2).expect("a cluster");
+    let home = cluster.start(0).expect("the home edge starts");
+    let follower = cluster.start(1).expect("the other edge starts");
+    let session = cluster.session_homed_on(0, "optics");
+    let mut teacher = join_session(&home, &session, "teacher-1", Role::Teacher).await;
+    let mut ana = join_session(&follower, &session, "ana", Role::Student).await;
+    enable(&mut teacher, "polls").await;
+    act(
+        &mut teacher,
+        "polls",
+        "create",
+        json!({"question": "Which campus?", "options": ["North", "South"], "anonymous": true}),
+    )
+    .await;
+    let created = view_where(&mut teacher, "polls", Audience::Teachers, |v| {
+        button_data(v, "open").is_some()
+    })
+    .await;
+    let poll = button_data(&created, "open").expect("an open button");
+    act(&mut teacher, "polls", "open", poll.clone()).await;
+    // Through her own edge: the action is forwarded to the home, the plugin runs there, and its
+    // panels come back over the log.
+    view_where(&mut ana, "polls", Audience::Students, |v| {
+        blocks(v).iter().any(|b| b["type"] == "choices")
+    })
+    .await;
+    act(
+        &mut ana,
+        "polls",
+        "vote",
+        json!({"poll": poll["poll"], "choices": [1]}),
+    )
+    .await;
+    view_where(&mut teacher, "polls", Audience::Teachers, |v| {
+        bars(v) == [0, 1]
+    })
+    .await;
+    view_where(
+        &mut ana,
+        "polls",
+        Audience::Participant {
+            id: "ana".parse().expect("id"),
+        },
+        |v| {
+            blocks(v)
+                .iter()
+                .any(|b| b["type"] == "choices" && b["selected"] == json!([1]))
+        },
+    )
+    .await;
+    assert!(
+        ana.events.iter().all(|e| !matches!(
+            e.body,
+            EventBody::PluginEvent { .. } | EventBody::PluginAction { .. }
+        )),
+        "the other edge shows its clients no plugin records"
+    );
+    // The plugin runs on the home only.
+    let page = follower.metrics().await.expect("metrics");
+    assert_eq!(
+        multistream_tests::http::metric(
+            &page,
+            "multistream_plugin_classes{plugin=\"polls\",version=\"0.1.0\"}"
+        ),
+        Some(0.0),
+        "{page}"
+    );
+    home.stop();
+    follower.stop();
 }

@@ -102,6 +102,8 @@ pub struct ChatLine {
 pub struct PluginInfo {
     pub version: String,
     pub title: String,
+    /// The core event kinds it asks for besides its own.
+    pub subscribes: Vec<String>,
 }
 
 /// The plugins a home edge can switch on, by name.
@@ -314,11 +316,12 @@ impl ClassState {
         }
     }
 
-    /// Whether a teacher's panels are for `participant`: the teacher and presenters.
+    /// Whether the teachers' panels are for `participant`: plugins see roles, not the
+    /// permissions a teacher grants, so a student allowed to present still gets the students'.
     fn leads(&self, participant: &ParticipantId) -> bool {
         self.members
             .get(participant)
-            .is_some_and(|m| m.may(Permission::Present))
+            .is_some_and(|m| m.role == Role::Teacher)
     }
 
     fn addressed_to(&self, audience: &Audience, participant: &ParticipantId) -> bool {
@@ -804,6 +807,7 @@ mod tests {
                     PluginInfo {
                         version: "1.0.0".into(),
                         title: "Polls".into(),
+                        subscribes: Vec::new(),
                     },
                 )]),
             };
@@ -978,7 +982,7 @@ mod tests {
         }
         assert!(state.visible(&notice, &s) && !state.visible(&notice, &t));
 
-        // A presenter gets the teacher's panels.
+        // A presenter is still a student to plugins.
         class
             .command(
                 "t",
@@ -988,7 +992,7 @@ mod tests {
                 },
             )
             .expect("granted");
-        assert!(class.state.visible(&for_teachers, &g));
+        assert!(!class.state.visible(&for_teachers, &g));
 
         let titles = |state: &ClassState, who: &ParticipantId| -> Vec<String> {
             state.snapshot_for(who)["plugins"]["polls"]["views"]
@@ -1000,7 +1004,7 @@ mod tests {
         };
         assert_eq!(titles(&class.state, &t), ["results"]);
         assert_eq!(titles(&class.state, &s), ["vote", "your vote"]);
-        assert_eq!(titles(&class.state, &g), ["results"]);
+        assert_eq!(titles(&class.state, &g), ["vote"]);
 
         // Switched off: its panels go.
         class

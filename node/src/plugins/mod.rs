@@ -24,7 +24,7 @@ use std::time::Duration;
 use multistream_proto::session::{Audience, Event, EventBody, Seq};
 use multistream_proto::{ParticipantId, Role, SessionId};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
 
 use crate::log::LogCore;
 use crate::log::class::PluginCatalog;
@@ -100,9 +100,6 @@ pub(crate) enum Job {
         session: SessionId,
         plugin: String,
     },
-    Status {
-        reply: oneshot::Sender<PluginsStatus>,
-    },
 }
 
 /// The loaded plugins, their counters, and the packages that were refused.
@@ -144,14 +141,18 @@ pub struct RefusedPackage {
 #[derive(Clone)]
 pub struct PluginsHandle {
     tx: std::sync::mpsc::SyncSender<Job>,
+    /// The thread publishes its status here (at most [`STATUS_INTERVAL`] old), so `/metrics`
+    /// never waits behind a busy plugin.
+    status: watch::Receiver<PluginsStatus>,
 }
 
+/// How stale the published plugin status may be while plugins are being called.
+pub const STATUS_INTERVAL: Duration = Duration::from_millis(200);
+
 impl PluginsHandle {
-    /// The loaded plugins and their counters; `None` when the thread is gone or swamped.
-    pub async fn status(&self) -> Option<PluginsStatus> {
-        let (reply, answer) = oneshot::channel();
-        self.tx.try_send(Job::Status { reply }).ok()?;
-        answer.await.ok()
+    /// The loaded plugins and their counters.
+    pub fn status(&self) -> PluginsStatus {
+        self.status.borrow().clone()
     }
 }
 
@@ -164,11 +165,12 @@ pub fn spawn(
 ) -> anyhow::Result<(PluginsHandle, PluginCatalog)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(PLUGIN_QUEUE_MAX);
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    let (status_tx, status) = watch::channel(PluginsStatus::default());
     std::thread::Builder::new()
         .name("plugins".into())
         .spawn(move || {
             lower_priority();
-            match worker::Worker::new(settings, news) {
+            match worker::Worker::new(settings, news, status_tx) {
                 Ok(mut worker) => {
                     let _ = ready_tx.send(Ok(worker.catalog()));
                     worker.run(rx);
@@ -181,7 +183,7 @@ pub fn spawn(
     let catalog = ready_rx
         .recv()
         .map_err(|_| anyhow::anyhow!("the plugin thread stopped while loading"))??;
-    Ok((PluginsHandle { tx }, catalog))
+    Ok((PluginsHandle { tx, status }, catalog))
 }
 
 /// How much less CPU priority the plugin thread has than the rest of the node (a nice value):
@@ -200,17 +202,36 @@ fn lower_priority() {
 /// The session task's side: which events go to the plugin thread.
 pub struct PluginFeed {
     handle: PluginsHandle,
+    /// What the plugins loaded here subscribe to: only events they take are sent.
+    catalog: PluginCatalog,
     /// Classes whose events did not fit the queue: their plugins are rebuilt from the log.
     resync: BTreeSet<SessionId>,
     pub jobs_dropped: u64,
 }
 
 impl PluginFeed {
-    pub fn new(handle: PluginsHandle) -> Self {
+    pub fn new(handle: PluginsHandle, catalog: PluginCatalog) -> Self {
         Self {
             handle,
+            catalog,
             resync: BTreeSet::new(),
             jobs_dropped: 0,
+        }
+    }
+
+    /// The plugins loaded now (after a package was added or upgraded).
+    pub fn set_catalog(&mut self, catalog: PluginCatalog) {
+        self.catalog = catalog;
+    }
+
+    /// Whether `plugin` takes an event of this kind: its own kinds, and what it subscribed to.
+    fn takes(&self, plugin: &str, body: &EventBody) -> bool {
+        match body.plugin() {
+            Some(owner) => owner == plugin,
+            None => self
+                .catalog
+                .get(plugin)
+                .is_some_and(|info| info.subscribes.iter().any(|kind| kind == body.kind())),
         }
     }
 
@@ -238,11 +259,17 @@ impl PluginFeed {
                 session: session.clone(),
                 plugin: plugin.clone(),
             },
-            _ if state.plugins.values().any(|p| p.enabled) => Job::Event {
-                session: session.clone(),
-                event: event.clone(),
-                actor: who(state, &event.actor),
-            },
+            body if state
+                .plugins
+                .iter()
+                .any(|(name, p)| p.enabled && self.takes(name, body)) =>
+            {
+                Job::Event {
+                    session: session.clone(),
+                    event: event.clone(),
+                    actor: who(state, &event.actor),
+                }
+            }
             _ => return,
         };
         self.send(session, job);
@@ -281,7 +308,13 @@ impl PluginFeed {
             return;
         };
         let events = core.durable_events(session);
-        let history = events[..(upto.0 as usize).min(events.len())].to_vec();
+        // What the plugin takes, not the whole log: a class's whiteboard strokes alone can be
+        // hundreds of megabytes.
+        let history = events[..(upto.0 as usize).min(events.len())]
+            .iter()
+            .filter(|e| self.takes(plugin, &e.body))
+            .cloned()
+            .collect();
         let members = state
             .members
             .keys()

@@ -21,20 +21,20 @@ use std::time::{Instant, SystemTime};
 
 use multistream_plugin_host::supervisor::{Health, Stats, Supervisor, SupervisorError};
 use multistream_plugin_host::{
-    Action, Audience as HostAudience, CallError, Code, Effect, Event as HostEvent, Participant,
-    Role as HostRole, Runtime, package,
+    Action, Audience as HostAudience, CallError, Capability, Code, Effect, Event as HostEvent,
+    Participant, Role as HostRole, Runtime, package,
 };
 use multistream_proto::session::{
     Audience, CHAT_CHARS_MAX, Event, EventBody, PLUGIN_BODY_BYTES_MAX, PLUGIN_VIEW_BYTES_MAX,
     PluginHealth, Seq,
 };
 use multistream_proto::{ParticipantId, Role, SessionId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use super::{
     BACKLOG_MAX, Job, PACKAGE_EXTENSION, PluginNews, PluginSettings, PluginStatus, PluginsStatus,
-    RESCAN_INTERVAL, RefusedPackage, Who,
+    RESCAN_INTERVAL, RefusedPackage, STATUS_INTERVAL, Who,
 };
 use crate::log::class::{PluginCatalog, PluginInfo};
 
@@ -77,6 +77,10 @@ pub(super) struct Worker {
     /// Counters of plugins in classes that ended or switched them off.
     retired: BTreeMap<String, Stats>,
     news: mpsc::Sender<PluginNews>,
+    status: watch::Sender<PluginsStatus>,
+    /// Counters changed since the status was last published.
+    dirty: bool,
+    published_at: Instant,
     upgrades: u64,
     upgrades_failed: u64,
 }
@@ -85,6 +89,7 @@ impl Worker {
     pub(super) fn new(
         settings: PluginSettings,
         news: mpsc::Sender<PluginNews>,
+        status: watch::Sender<PluginsStatus>,
     ) -> anyhow::Result<Worker> {
         if let Some(dir) = &settings.cache_dir {
             std::fs::create_dir_all(dir)?;
@@ -99,6 +104,9 @@ impl Worker {
             slots: HashMap::new(),
             retired: BTreeMap::new(),
             news,
+            status,
+            dirty: true,
+            published_at: Instant::now(),
             upgrades: 0,
             upgrades_failed: 0,
         };
@@ -117,6 +125,7 @@ impl Worker {
             }
         }
         worker.rescan(Instant::now());
+        worker.publish_status(Instant::now());
         for (name, loaded) in &worker.loaded {
             info!(plugin = %name, version = %loaded.code.manifest.version, origin = %loaded.origin, "plugin loaded");
         }
@@ -132,6 +141,7 @@ impl Worker {
                     PluginInfo {
                         version: loaded.code.manifest.version.clone(),
                         title: loaded.code.manifest.title.clone(),
+                        subscribes: loaded.code.manifest.subscribes.clone(),
                     },
                 )
             })
@@ -148,6 +158,7 @@ impl Worker {
                 .filter(|slot| !slot.backlog.is_empty())
                 .filter_map(|slot| slot.supervisor.retry_at())
                 .chain([rescan_at])
+                .chain(self.dirty.then_some(self.published_at + STATUS_INTERVAL))
                 .min()
                 .unwrap_or(rescan_at);
             match jobs.recv_timeout(wake.saturating_duration_since(now)) {
@@ -172,11 +183,22 @@ impl Worker {
             for key in waiting {
                 self.pump(&key, now);
             }
+            if self.dirty && now >= self.published_at + STATUS_INTERVAL {
+                self.publish_status(now);
+            }
         }
+    }
+
+    fn publish_status(&mut self, now: Instant) {
+        let status = self.status();
+        self.status.send_replace(status);
+        self.dirty = false;
+        self.published_at = now;
     }
 
     fn handle(&mut self, job: Job) {
         let now = Instant::now();
+        self.dirty = true;
         match job {
             Job::Start {
                 session,
@@ -219,9 +241,6 @@ impl Worker {
                 if let Some(slot) = self.slots.remove(&(session, plugin.clone())) {
                     retire(&mut self.retired, &plugin, &slot.supervisor.stats);
                 }
-            }
-            Job::Status { reply } => {
-                let _ = reply.send(self.status());
             }
         }
     }
@@ -422,10 +441,12 @@ impl Worker {
                 Err(reason) => {
                     warn!(package = %file, %reason, "plugin package refused");
                     self.refused.insert(file, reason);
+                    self.dirty = true;
                 }
             }
         }
         if changed {
+            self.dirty = true;
             let _ = self.news.blocking_send(PluginNews::Catalog(self.catalog()));
         }
     }
@@ -524,7 +545,7 @@ impl Worker {
                     capabilities: manifest
                         .capabilities
                         .iter()
-                        .map(|c| format!("{c:?}"))
+                        .map(|c| capability_name(*c).to_owned())
                         .collect(),
                     subscribes: manifest.subscribes.clone(),
                     classes: 0,
@@ -571,6 +592,16 @@ impl Worker {
             upgrades: self.upgrades,
             upgrades_failed: self.upgrades_failed,
         }
+    }
+}
+
+/// A capability as the contract names it.
+fn capability_name(capability: Capability) -> &'static str {
+    match capability {
+        Capability::EmitEvents => "emit-events",
+        Capability::ShowPanel => "show-panel",
+        Capability::PostChat => "post-chat",
+        Capability::StoreState => "store-state",
     }
 }
 
@@ -716,18 +747,12 @@ fn step(
         Some(Err(SupervisorError::Call(CallError::Refused(message)))) if action => {
             output.push((event.actor.clone(), notice(message)));
         }
-        Some(Err(error)) => {
-            if action {
-                output.push((
-                    event.actor.clone(),
-                    notice(format!(
-                        "{} failed: {}",
-                        slot.title,
-                        first_line(&error.to_string())
-                    )),
-                ));
-            }
+        Some(Err(error)) if action => {
+            let message = format!("{} failed: {}", slot.title, first_line(&error.to_string()));
+            output.push((event.actor.clone(), notice(message)));
         }
+        // A failed event is counted by the supervisor and shows in the plugin's health.
+        Some(Err(_)) => {}
     }
     slot.handled = slot.handled.max(event.seq);
     output.extend(health_change(plugin, slot));

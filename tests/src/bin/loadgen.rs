@@ -4,7 +4,8 @@
 //! Usage: `loadgen [--subscribers 1,10,50,100,200] [--seconds 20] [--repeat 3] [--busy-plugin N]`.
 //! With `--busy-plugin N`, a plugin on the node spins N iterations per call, 20 calls a second,
 //! throughout (the hostile test plugin, signed and loaded from the node's plugin directory; build
-//! it with `cargo build --release --target wasm32-wasip2 -p multistream-plugin-hostile`). The node binary is found
+//! it with `cargo build --release --target wasm32-wasip2 -p multistream-plugin-hostile`); the
+//! last column is the CPU the plugin thread got. The node binary is found
 //! beside this one (build both with `cargo build --release --bins`) or at `MULTISTREAM_NODE_BIN`.
 //! Prints a Markdown table.
 
