@@ -142,6 +142,29 @@ fn health_event(e: &Event, plugin: &str, health: PluginHealth) -> bool {
     matches!(&e.body, EventBody::PluginHealth { plugin: p, health: h, .. } if p == plugin && *h == health)
 }
 
+/// Creates a poll through the teacher's panel and opens it; returns its `{"poll": id}`.
+async fn open_poll(teacher: &mut ClassClient, create: Value) -> Value {
+    act(teacher, "polls", "create", create).await;
+    let created = view_where(teacher, "polls", Audience::Teachers, |v| {
+        button_data(v, "open").is_some()
+    })
+    .await;
+    let poll = button_data(&created, "open").expect("an open button");
+    act(teacher, "polls", "open", poll.clone()).await;
+    poll
+}
+
+/// A student's single-choice vote.
+async fn vote(student: &mut ClassClient, poll: &Value, choice: usize) -> Seq {
+    act(
+        student,
+        "polls",
+        "vote",
+        json!({"poll": poll, "choices": [choice]}),
+    )
+    .await
+}
+
 /// Waits until a student's polls panel offers a ballot. An action is acknowledged once it is
 /// recorded; the plugin opens the poll a moment later, when its own record comes back, and a
 /// vote before that is refused as early, as a student's page would never send it.
@@ -266,45 +289,16 @@ async fn polls_and_qa_run_in_a_class_keep_private_records_private_and_survive_a_
     })
     .await;
 
-    act(
+    let poll = open_poll(
         &mut teacher,
-        "polls",
-        "create",
         json!({"question": "Is light a wave?", "options": ["Yes", "No", "Both"]}),
     )
     .await;
-    let created = view_where(&mut teacher, "polls", Audience::Teachers, |v| {
-        button_data(v, "open").is_some()
-    })
-    .await;
-    let poll = button_data(&created, "open").expect("an open button");
-    act(&mut teacher, "polls", "open", poll.clone()).await;
-    view_where(&mut ana, "polls", Audience::Students, |v| {
-        blocks(v).iter().any(|b| b["type"] == "choices")
-    })
-    .await;
+    wait_for_ballot(&mut ana).await;
     let poll_id = poll["poll"].clone();
-    act(
-        &mut ana,
-        "polls",
-        "vote",
-        json!({"poll": poll_id, "choices": [0]}),
-    )
-    .await;
-    act(
-        &mut ben,
-        "polls",
-        "vote",
-        json!({"poll": poll_id, "choices": [2]}),
-    )
-    .await;
-    act(
-        &mut ben,
-        "polls",
-        "vote",
-        json!({"poll": poll_id, "choices": [1]}),
-    )
-    .await;
+    vote(&mut ana, &poll_id, 0).await;
+    vote(&mut ben, &poll_id, 2).await;
+    vote(&mut ben, &poll_id, 1).await;
     view_where(&mut teacher, "polls", Audience::Teachers, |v| {
         bars(v) == [1, 1, 0]
     })
@@ -387,13 +381,7 @@ async fn polls_and_qa_run_in_a_class_keep_private_records_private_and_survive_a_
         "the teacher is shown no one else's panel: {views:?}"
     );
     let mut ana = join(&node, "ana", Role::Student).await;
-    act(
-        &mut ana,
-        "polls",
-        "vote",
-        json!({"poll": poll_id, "choices": [2]}),
-    )
-    .await;
+    vote(&mut ana, &poll_id, 2).await;
     view_where(&mut teacher, "polls", Audience::Teachers, |v| {
         bars(v) == [0, 1, 1]
     })
@@ -511,19 +499,11 @@ async fn a_hostile_plugin_is_contained_while_the_class_and_a_poll_go_on() {
     let mut ana = join(&node, "ana", Role::Student).await;
     enable(&mut teacher, "hostile").await;
     enable(&mut teacher, "polls").await;
-    act(
+    let poll = open_poll(
         &mut teacher,
-        "polls",
-        "create",
         json!({"question": "Still here?", "options": ["Yes", "No"]}),
     )
     .await;
-    let created = view_where(&mut teacher, "polls", Audience::Teachers, |v| {
-        button_data(v, "open").is_some()
-    })
-    .await;
-    let poll = button_data(&created, "open").expect("an open button");
-    act(&mut teacher, "polls", "open", poll.clone()).await;
     wait_for_ballot(&mut ana).await;
 
     // A runaway call: stopped at its deadline, the plugin degraded, the teacher told.
@@ -560,13 +540,7 @@ async fn a_hostile_plugin_is_contained_while_the_class_and_a_poll_go_on() {
     );
 
     // The poll in the other plugin goes on.
-    act(
-        &mut ana,
-        "polls",
-        "vote",
-        json!({"poll": poll["poll"], "choices": [0]}),
-    )
-    .await;
+    vote(&mut ana, &poll["poll"], 0).await;
     view_where(&mut teacher, "polls", Audience::Teachers, |v| {
         bars(v) == [1, 0]
     })
@@ -651,13 +625,7 @@ async fn a_hostile_plugin_is_contained_while_the_class_and_a_poll_go_on() {
         .await
         .expect("answered"),
     );
-    act(
-        &mut ana,
-        "polls",
-        "vote",
-        json!({"poll": poll["poll"], "choices": [1]}),
-    )
-    .await;
+    vote(&mut ana, &poll["poll"], 1).await;
     view_where(&mut teacher, "polls", Audience::Teachers, |v| {
         bars(v) == [0, 1]
     })
@@ -694,27 +662,13 @@ async fn a_new_version_is_loaded_into_a_running_class_and_keeps_its_state() {
     let mut ana = join(&node, "ana", Role::Student).await;
     let mut ben = join(&node, "ben", Role::Student).await;
     enable(&mut teacher, "polls").await;
-    act(
+    let poll = open_poll(
         &mut teacher,
-        "polls",
-        "create",
         json!({"question": "Best colour?", "options": ["Red", "Green", "Blue"]}),
     )
     .await;
-    let created = view_where(&mut teacher, "polls", Audience::Teachers, |v| {
-        button_data(v, "open").is_some()
-    })
-    .await;
-    let poll = button_data(&created, "open").expect("an open button");
-    act(&mut teacher, "polls", "open", poll.clone()).await;
     wait_for_ballot(&mut ana).await;
-    act(
-        &mut ana,
-        "polls",
-        "vote",
-        json!({"poll": poll["poll"], "choices": [2]}),
-    )
-    .await;
+    vote(&mut ana, &poll["poll"], 2).await;
     view_where(&mut teacher, "polls", Audience::Teachers, |v| {
         bars(v) == [0, 0, 1]
     })
@@ -738,13 +692,7 @@ async fn a_new_version_is_loaded_into_a_running_class_and_keeps_its_state() {
     println!("upgraded in {:?}", started.elapsed());
 
     // The new version has the old one's votes: Ben's vote adds to Ana's.
-    act(
-        &mut ben,
-        "polls",
-        "vote",
-        json!({"poll": poll["poll"], "choices": [0]}),
-    )
-    .await;
+    vote(&mut ben, &poll["poll"], 0).await;
     view_where(&mut teacher, "polls", Audience::Teachers, |v| {
         bars(v) == [1, 0, 1]
     })
@@ -785,32 +733,15 @@ async fn a_student_on_another_edge_votes_in_a_poll_run_by_the_home() {
     let mut teacher = join_session(&home, &session, "teacher-1", Role::Teacher).await;
     let mut ana = join_session(&follower, &session, "ana", Role::Student).await;
     enable(&mut teacher, "polls").await;
-    act(
+    let poll = open_poll(
         &mut teacher,
-        "polls",
-        "create",
         json!({"question": "Which campus?", "options": ["North", "South"], "anonymous": true}),
     )
     .await;
-    let created = view_where(&mut teacher, "polls", Audience::Teachers, |v| {
-        button_data(v, "open").is_some()
-    })
-    .await;
-    let poll = button_data(&created, "open").expect("an open button");
-    act(&mut teacher, "polls", "open", poll.clone()).await;
     // Through her own edge: the action is forwarded to the home, the plugin runs there, and its
     // panels come back over the log.
-    view_where(&mut ana, "polls", Audience::Students, |v| {
-        blocks(v).iter().any(|b| b["type"] == "choices")
-    })
-    .await;
-    act(
-        &mut ana,
-        "polls",
-        "vote",
-        json!({"poll": poll["poll"], "choices": [1]}),
-    )
-    .await;
+    wait_for_ballot(&mut ana).await;
+    vote(&mut ana, &poll["poll"], 1).await;
     view_where(&mut teacher, "polls", Audience::Teachers, |v| {
         bars(v) == [0, 1]
     })

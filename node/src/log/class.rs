@@ -190,18 +190,7 @@ impl ClassState {
                 }
                 self.hands.retain(|p| p != actor);
             }
-            EventBody::Chat { text } => {
-                if self.chat.len() >= CHAT_KEPT_MAX {
-                    self.chat.pop_front();
-                }
-                self.chat.push_back(ChatLine {
-                    seq: event.seq,
-                    at_ms: event.at_ms,
-                    from: actor.clone(),
-                    text: text.clone(),
-                    plugin: None,
-                });
-            }
+            EventBody::Chat { text } => self.push_chat(event, text, None),
             EventBody::HandRaised => {
                 if !self.hands.contains(actor) {
                     self.hands.push(actor.clone());
@@ -288,16 +277,7 @@ impl ClassState {
                 }
             }
             EventBody::PluginChat { plugin, text, .. } => {
-                if self.chat.len() >= CHAT_KEPT_MAX {
-                    self.chat.pop_front();
-                }
-                self.chat.push_back(ChatLine {
-                    seq: event.seq,
-                    at_ms: event.at_ms,
-                    from: actor.clone(),
-                    text: text.clone(),
-                    plugin: Some(plugin.clone()),
-                });
+                self.push_chat(event, text, Some(plugin.clone()));
             }
             EventBody::PluginHealth {
                 plugin,
@@ -314,6 +294,19 @@ impl ClassState {
             | EventBody::PluginNotice { .. } => {}
             EventBody::Opaque(_) => self.opaque_events += 1,
         }
+    }
+
+    fn push_chat(&mut self, event: &Event, text: &str, plugin: Option<String>) {
+        if self.chat.len() >= CHAT_KEPT_MAX {
+            self.chat.pop_front();
+        }
+        self.chat.push_back(ChatLine {
+            seq: event.seq,
+            at_ms: event.at_ms,
+            from: event.actor.clone(),
+            text: text.to_owned(),
+            plugin,
+        });
     }
 
     /// Whether the teachers' panels are for `participant`: plugins see roles, not the

@@ -78,6 +78,18 @@ pub(crate) struct Who {
     pub role: Role,
 }
 
+impl Who {
+    /// Someone the class state does not know (never the case for an event's actor in practice):
+    /// named by their id, with the least rights.
+    pub(crate) fn unknown(id: &ParticipantId) -> Who {
+        Who {
+            id: id.clone(),
+            name: id.to_string(),
+            role: Role::Guest,
+        }
+    }
+}
+
 pub(crate) enum Job {
     /// Run `plugin` for `session`: rebuild its state from `history` (the log up to now) and
     /// take it from there. Ignored when it runs already at the loaded version, unless `force`.
@@ -356,10 +368,6 @@ fn who(state: &crate::log::class::ClassState, id: &ParticipantId) -> Who {
             name: member.name.clone(),
             role: member.role,
         },
-        None => Who {
-            id: id.clone(),
-            name: id.to_string(),
-            role: Role::Guest,
-        },
+        None => Who::unknown(id),
     }
 }

@@ -320,11 +320,10 @@ impl Worker {
             if let Some(cause) = caused_by(&event.body, &plugin) {
                 answered = answered.max(cause);
             }
-            let actor = members.get(&event.actor).cloned().unwrap_or_else(|| Who {
-                id: event.actor.clone(),
-                name: event.actor.to_string(),
-                role: Role::Guest,
-            });
+            let actor = members
+                .get(&event.actor)
+                .cloned()
+                .unwrap_or_else(|| Who::unknown(&event.actor));
             let Some(input) = event_input(&slot, &plugin, event, &actor) else {
                 continue;
             };
@@ -362,11 +361,10 @@ impl Worker {
         slot.handled = last;
         for event in history.into_iter().filter(|e| e.seq > answered) {
             if matches!(&event.body, EventBody::PluginAction { plugin: p, .. } if *p == plugin) {
-                let actor = members.get(&event.actor).cloned().unwrap_or_else(|| Who {
-                    id: event.actor.clone(),
-                    name: event.actor.to_string(),
-                    role: Role::Guest,
-                });
+                let actor = members
+                    .get(&event.actor)
+                    .cloned()
+                    .unwrap_or_else(|| Who::unknown(&event.actor));
                 slot.backlog.push_back(Item {
                     event,
                     actor,
