@@ -11,6 +11,7 @@ pub mod node;
 pub mod peer;
 pub mod plugins;
 pub mod presence;
+pub mod relay;
 pub mod sessions;
 pub mod sfu;
 pub mod store;
