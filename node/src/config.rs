@@ -59,6 +59,11 @@ pub struct FileConfig {
     /// Where compiled plugin code is cached (default `<data_dir>/plugin-cache`); edges on one
     /// machine may share one.
     pub plugin_cache_dir: Option<PathBuf>,
+    /// The cluster issuer key file (`multistream-node issuer-key`), the same on every edge: this
+    /// edge signs with it, and every edge accepts what it signs.
+    pub issuer_key: Option<PathBuf>,
+    /// Public keys (hex) of other issuers whose tokens this edge accepts (a control plane's).
+    pub trusted_issuers: Option<Vec<String>>,
 }
 
 /// Another edge of the cluster.
@@ -113,6 +118,8 @@ pub struct Config {
     pub plugin_keys: Vec<String>,
     pub builtin_plugins: bool,
     pub plugin_cache_dir: PathBuf,
+    pub issuer_key: Option<PathBuf>,
+    pub trusted_issuers: Vec<String>,
 }
 
 /// Default class commands per second per participant.
@@ -166,6 +173,8 @@ impl FileConfig {
             plugin_keys: other.plugin_keys.or(self.plugin_keys),
             builtin_plugins: other.builtin_plugins.or(self.builtin_plugins),
             plugin_cache_dir: other.plugin_cache_dir.or(self.plugin_cache_dir),
+            issuer_key: other.issuer_key.or(self.issuer_key),
+            trusted_issuers: other.trusted_issuers.or(self.trusted_issuers),
         }
     }
 
@@ -287,6 +296,8 @@ impl FileConfig {
             plugin_keys,
             builtin_plugins: self.builtin_plugins.unwrap_or(true),
             plugin_cache_dir,
+            issuer_key: self.issuer_key,
+            trusted_issuers: self.trusted_issuers.unwrap_or_default(),
         })
     }
 }

@@ -34,6 +34,9 @@ enum Command {
     PluginKey(PluginKeyArgs),
     /// Sign a built plugin component into a package edges will load.
     PluginSign(PluginSignArgs),
+    /// Make a cluster issuer key: give the file to every edge (`issuer_key`), and tokens one
+    /// edge signs are accepted by all.
+    IssuerKey(PluginKeyArgs),
 }
 
 #[derive(Args)]
@@ -101,6 +104,13 @@ struct RunArgs {
     /// Where compiled plugin code is cached [default: <data-dir>/plugin-cache].
     #[arg(long)]
     plugin_cache: Option<PathBuf>,
+    /// The cluster issuer key (from `issuer-key`), shared by every edge of the cluster.
+    #[arg(long)]
+    issuer_key: Option<PathBuf>,
+    /// A public key (hex) whose tokens this node accepts besides its own and the cluster's;
+    /// repeat for each.
+    #[arg(long = "trust-issuer")]
+    trusted_issuers: Vec<String>,
     /// PEM certificate chain to serve HTTPS with (with --tls-key).
     #[arg(long)]
     tls_cert: Option<PathBuf>,
@@ -141,6 +151,10 @@ struct TokenArgs {
     /// Config file, to find the data directory.
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
+    /// Sign with this cluster issuer key instead of the node's own [default: the config's
+    /// `issuer_key`].
+    #[arg(long)]
+    issuer_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -173,6 +187,15 @@ fn main() -> ExitCode {
                 },
             )
         }
+        Some(Command::IssuerKey(args)) => Issuer::create_cluster_key(&args.out)
+            .map(|public| {
+                println!("{public}");
+                eprintln!(
+                    "Wrote {}; copy it to every edge of the cluster (`issuer_key` in its config, or --issuer-key) and keep it secret. Verifiers that only check tokens trust the public key above.",
+                    args.out.display()
+                );
+            })
+            .map_err(anyhow::Error::from),
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     };
@@ -206,6 +229,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         commands_per_second: args.commands_per_second,
         plugin_keys: (!args.plugin_keys.is_empty()).then_some(args.plugin_keys),
         plugin_cache_dir: args.plugin_cache,
+        issuer_key: args.issuer_key,
+        trusted_issuers: (!args.trusted_issuers.is_empty()).then_some(args.trusted_issuers),
         ..FileConfig::default()
     };
     let config = file_config(args.config.as_ref())?.overlay(flags).settle()?;
@@ -255,7 +280,15 @@ fn id(args: IdArgs) -> anyhow::Result<()> {
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {
     let data_dir = data_dir_of(args.data_dir, args.config.as_ref())?;
-    let issuer = Issuer::load_or_create(&data_dir)?;
+    let own = Issuer::load_or_create(&data_dir)?;
+    let cluster_key = match args.issuer_key {
+        Some(path) => Some(path),
+        None => file_config(args.config.as_ref())?.issuer_key,
+    };
+    let issuer = match cluster_key {
+        Some(path) => Issuer::cluster(&path, own)?,
+        None => own,
+    };
     let lifetime = parse_lifetime(&args.lifetime).map_err(anyhow::Error::msg)?;
     let name = multistream_proto::claims::validate_display_name(&args.name)?;
     let defaults = args.role.default_grants();

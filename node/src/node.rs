@@ -101,7 +101,16 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     prepare_data_dir(&config.data_dir)?;
-    let issuer = Arc::new(Issuer::load_or_create(&config.data_dir)?);
+    let own = Issuer::load_or_create(&config.data_dir)?;
+    let mut issuer = match &config.issuer_key {
+        Some(path) => Issuer::cluster(path, own)
+            .with_context(|| format!("cannot use the cluster issuer key {}", path.display()))?,
+        None => own,
+    };
+    for key in &config.trusted_issuers {
+        issuer.trust(key).context("trusted_issuers")?;
+    }
+    let issuer = Arc::new(issuer);
     let dtls_cert = init_crypto()?;
 
     let udp = std::net::UdpSocket::bind(config.media_addr)

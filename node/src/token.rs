@@ -1,7 +1,12 @@
 //! Identity: the node's Ed25519 key and the EdDSA JWTs it signs and verifies.
 //!
 //! A standalone node is its own issuer. The key lives in the data directory as PKCS#8
-//! (`identity.key`, mode 0600) and is made at first start. Tokens are compact JWTs
+//! (`identity.key`, mode 0600) and is made at first start. The edges of a cluster share one
+//! **cluster issuer** key instead (`issuer_key`, made with `multistream-node issuer-key`): what
+//! one edge signs, every edge accepts, so a participant sent to another edge needs no new
+//! token. An edge also accepts tokens of the public keys it is told to trust
+//! (`trusted_issuers`: a control plane's, or an old edge key's). An issuer's name (`iss`) ends
+//! with the first eight bytes of its public key in hex, which is how a verifier finds the key. Tokens are compact JWTs
 //! (`header.payload.signature`, base64url without padding) with header `{"alg":"EdDSA"}` and
 //! [`Claims`] as payload. Token text is never logged: errors name what is wrong, not the token.
 
@@ -39,7 +44,7 @@ pub enum TokenError {
     WrongAlgorithm(String),
     #[error("the token's signature does not verify")]
     BadSignature,
-    #[error("the token was issued by {0:?}, not by this node")]
+    #[error("the token was issued by {0:?}, which this node does not trust")]
     WrongIssuer(String),
     #[error("the token expired")]
     Expired,
@@ -68,11 +73,29 @@ pub enum IdentityError {
     BadKey { path: String },
 }
 
-/// The node's signing identity.
+/// The node's signing identity, and the issuers whose tokens it accepts.
 pub struct Issuer {
     key: Ed25519KeyPair,
     name: String,
+    /// Other issuers' names and public keys.
+    trusted: Vec<(String, Vec<u8>)>,
 }
+
+/// Why a trusted issuer key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not an issuer public key (64 hex digits, as `multistream-node issuer-key` prints it)"
+)]
+pub struct BadIssuerKey(pub String);
+
+/// The name an issuer with this public key signs as: `prefix:` and its first eight bytes in hex.
+fn issuer_name(prefix: &str, public: &[u8]) -> String {
+    let hex: String = public.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}:{hex}")
+}
+
+/// Prefix of a cluster issuer's name.
+pub const CLUSTER_ISSUER_PREFIX: &str = "multistream-cluster";
 
 impl Issuer {
     /// Loads `identity.key` from `data_dir`, or makes and saves a new one.
@@ -106,6 +129,76 @@ impl Issuer {
         Ok(Self::from_key(key))
     }
 
+    /// The cluster issuer key in `path` (which must exist); this edge's own identity stays
+    /// trusted, so tokens it signed before keep working.
+    pub fn cluster(path: &Path, own: Issuer) -> Result<Self, IdentityError> {
+        let display = path.display().to_string();
+        let pkcs8 = std::fs::read(path).map_err(|source| IdentityError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        let key = Ed25519KeyPair::from_pkcs8(&pkcs8)
+            .map_err(|_| IdentityError::BadKey { path: display })?;
+        let mut trusted = own.trusted;
+        trusted.push((own.name, own.key.public_key().as_ref().to_vec()));
+        Ok(Self {
+            name: issuer_name(CLUSTER_ISSUER_PREFIX, key.public_key().as_ref()),
+            key,
+            trusted,
+        })
+    }
+
+    /// Makes a cluster issuer key at `path` (never over an existing file); returns its public
+    /// key, hex.
+    pub fn create_cluster_key(path: &Path) -> Result<String, IdentityError> {
+        let display = path.display().to_string();
+        let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| {
+            IdentityError::BadKey {
+                path: display.clone(),
+            }
+        })?;
+        write_private(path, document.as_ref()).map_err(|source| IdentityError::Write {
+            path: display.clone(),
+            source,
+        })?;
+        let key = Ed25519KeyPair::from_pkcs8(document.as_ref())
+            .map_err(|_| IdentityError::BadKey { path: display })?;
+        Ok(key
+            .public_key()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    }
+
+    /// Also accepts tokens of the issuer with this public key (hex).
+    pub fn trust(&mut self, public_hex: &str) -> Result<(), BadIssuerKey> {
+        let text = public_hex.trim().to_ascii_lowercase();
+        let bytes: Option<Vec<u8>> = (text.len() == 64)
+            .then(|| {
+                (0..32)
+                    .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+                    .collect()
+            })
+            .flatten();
+        let bytes = bytes.ok_or_else(|| BadIssuerKey(public_hex.chars().take(80).collect()))?;
+        // Whatever the prefix it signs under: the name is matched by its key part.
+        self.trusted.push((issuer_name("", &bytes), bytes));
+        Ok(())
+    }
+
+    /// The public key that verifies tokens of issuer `iss`, if this node trusts it.
+    fn key_of(&self, iss: &str) -> Option<&[u8]> {
+        if iss == self.name {
+            return Some(self.public_key());
+        }
+        let suffix = iss.rsplit_once(':').map(|(_, hex)| hex)?;
+        self.trusted.iter().find_map(|(name, key)| {
+            let matches = name == iss || name.rsplit_once(':').is_some_and(|(_, h)| h == suffix);
+            matches.then_some(key.as_slice())
+        })
+    }
+
     /// A throwaway identity, for tests and benchmarks.
     pub fn ephemeral() -> Self {
         let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
@@ -114,11 +207,10 @@ impl Issuer {
     }
 
     fn from_key(key: Ed25519KeyPair) -> Self {
-        let public = key.public_key().as_ref();
-        let hex: String = public.iter().take(8).map(|b| format!("{b:02x}")).collect();
         Self {
-            name: format!("multistream-node:{hex}"),
+            name: issuer_name("multistream-node", key.public_key().as_ref()),
             key,
+            trusted: Vec::new(),
         }
     }
 
@@ -179,19 +271,46 @@ impl Issuer {
             .decode(signature)
             .map_err(|_| TokenError::Malformed("signature is not base64url"))?;
         let signed = &token[..header.len() + 1 + payload.len()];
-        UnparsedPublicKey::new(&ED25519, self.public_key())
-            .verify(signed.as_bytes(), &signature)
-            .map_err(|_| TokenError::BadSignature)?;
-        let payload = URL_SAFE_NO_PAD
+        let verifies = |key: &[u8]| {
+            UnparsedPublicKey::new(&ED25519, key)
+                .verify(signed.as_bytes(), &signature)
+                .is_ok()
+        };
+        let own = verifies(self.public_key());
+        let claims: Option<Claims> = URL_SAFE_NO_PAD
             .decode(payload)
-            .map_err(|_| TokenError::Malformed("payload is not base64url"))?;
-        let claims: Claims = serde_json::from_slice(&payload)
-            .map_err(|_| TokenError::Malformed("payload does not hold multistream claims"))?;
-        if claims.iss != self.name {
-            return Err(TokenError::WrongIssuer(
-                claims.iss.chars().take(80).collect(),
-            ));
-        }
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let claims = match (own, claims) {
+            (true, Some(claims)) if claims.iss == self.name => claims,
+            (true, Some(claims)) => {
+                return Err(TokenError::WrongIssuer(
+                    claims.iss.chars().take(80).collect(),
+                ));
+            }
+            (true, None) => {
+                return Err(TokenError::Malformed(
+                    "payload does not hold multistream claims",
+                ));
+            }
+            // Not this node's signature: the claims name the issuer, whose key then decides;
+            // nothing of them is used unless that key's signature verifies.
+            (false, None) => return Err(TokenError::BadSignature),
+            (false, Some(claims)) => {
+                let Some(key) = self.key_of(&claims.iss).filter(|_| claims.iss != self.name) else {
+                    if claims.iss == self.name {
+                        return Err(TokenError::BadSignature);
+                    }
+                    return Err(TokenError::WrongIssuer(
+                        claims.iss.chars().take(80).collect(),
+                    ));
+                };
+                if !verifies(key) {
+                    return Err(TokenError::BadSignature);
+                }
+                claims
+            }
+        };
         if claims.exp <= now_secs {
             return Err(TokenError::Expired);
         }
@@ -331,7 +450,7 @@ mod tests {
         let foreign = other.sign(&claims(&other, TokenKind::Access, 2_000));
         assert_eq!(
             issuer.verify(&foreign, 1_500),
-            Err(TokenError::BadSignature)
+            Err(TokenError::WrongIssuer(other.name().into()))
         );
 
         assert_eq!(issuer.verify("", 0), Err(TokenError::Missing));
@@ -367,6 +486,53 @@ mod tests {
         let first = Issuer::load_or_create(&dir).expect("creates");
         let second = Issuer::load_or_create(&dir).expect("loads");
         assert_eq!(first.public_key(), second.public_key());
+        std::fs::remove_dir_all(&dir).expect("cleans up");
+    }
+
+    #[test]
+    fn edges_sharing_a_cluster_key_accept_each_others_tokens() {
+        let dir = std::env::temp_dir().join(format!("ms-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let key = dir.join("cluster.key");
+        let public = Issuer::create_cluster_key(&key).expect("made");
+        assert!(
+            Issuer::create_cluster_key(&key).is_err(),
+            "never overwritten"
+        );
+        let edge_a_own = Issuer::ephemeral();
+        let old_token = edge_a_own.sign(&claims(&edge_a_own, TokenKind::Access, 2_000));
+        let edge_a = Issuer::cluster(&key, edge_a_own).expect("loads");
+        let edge_b = Issuer::cluster(&key, Issuer::ephemeral()).expect("loads");
+        assert!(edge_a.name().starts_with("multistream-cluster:"));
+        let token = edge_a.sign(&claims(&edge_a, TokenKind::Access, 2_000));
+        assert_eq!(
+            edge_b.verify_access(&token, 1_500).map(|c| c.name),
+            Ok("Ana".into())
+        );
+        // Edge A still accepts what it signed with its own key before joining the cluster.
+        assert!(edge_a.verify(&old_token, 1_500).is_ok());
+        assert!(matches!(
+            edge_b.verify(&old_token, 1_500),
+            Err(TokenError::WrongIssuer(_))
+        ));
+
+        // A node that only trusts the cluster's public key (a verifier, no signing key).
+        let mut verifier = Issuer::ephemeral();
+        assert!(verifier.verify(&token, 1_500).is_err());
+        verifier.trust(&public).expect("a valid key");
+        assert!(verifier.verify(&token, 1_500).is_ok());
+        assert!(verifier.trust("not hex").is_err());
+
+        // A forger who names the cluster as issuer but signs with another key.
+        let forger = Issuer::ephemeral();
+        let mut forged = claims(&forger, TokenKind::Access, 2_000);
+        forged.iss = edge_a.name().to_owned();
+        let forged = forger.sign(&forged);
+        assert_eq!(
+            verifier.verify(&forged, 1_500),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(edge_b.verify(&forged, 1_500), Err(TokenError::BadSignature));
         std::fs::remove_dir_all(&dir).expect("cleans up");
     }
 }

@@ -39,7 +39,23 @@ impl Cluster {
 
     /// Starts edge `i` listing the edges in `peers`.
     pub fn start_with_peers(&self, i: usize, peers: &[usize]) -> Result<NodeProcess, String> {
+        self.start_with_peers_and(i, peers, &[])
+    }
+
+    /// Starts edge `i` listing every other edge, with extra `run` flags.
+    pub fn start_with(&self, i: usize, extra: &[&str]) -> Result<NodeProcess, String> {
+        let others: Vec<usize> = (0..self.ids.len()).filter(|&j| j != i).collect();
+        self.start_with_peers_and(i, &others, extra)
+    }
+
+    fn start_with_peers_and(
+        &self,
+        i: usize,
+        peers: &[usize],
+        extra: &[&str],
+    ) -> Result<NodeProcess, String> {
         let mut args = vec!["--peer-addr".to_owned(), self.peer_addrs[i].clone()];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         for &j in peers {
             args.push("--peer".into());
             args.push(format!("{}@{}", self.ids[j], self.peer_addrs[j]));

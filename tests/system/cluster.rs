@@ -413,3 +413,72 @@ async fn bad_frames_from_a_peer_are_counted_and_harm_nothing() {
     endpoint.close().await;
     assert!(edge.stop(), "the edge stops cleanly");
 }
+
+/// Edges that share a cluster issuer key accept each other's tokens, so a participant sent to
+/// another edge needs no new one; an edge's own token is good on that edge only; a node that
+/// just trusts the cluster's public key accepts the cluster's tokens too.
+#[tokio::test]
+async fn a_cluster_issuer_token_is_accepted_by_every_edge() {
+    let cluster = Cluster::new("issuer", 2).expect("a cluster");
+    let key = cluster.dirs[0].join("cluster-issuer.key");
+    let key_arg = key.to_string_lossy().to_string();
+    let made = std::process::Command::new(multistream_tests::node_process::node_binary())
+        .args(["issuer-key", "--out", &key_arg])
+        .output()
+        .expect("the node binary runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let public = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+    assert_eq!(public.len(), 64, "{public}");
+
+    let edge0 = cluster
+        .start_with(0, &["--issuer-key", &key_arg])
+        .expect("edge 0 starts");
+    let edge1 = cluster
+        .start_with(1, &["--issuer-key", &key_arg])
+        .expect("edge 1 starts");
+    let token = |extra: &[&str]| {
+        let mut args = vec![
+            "--session",
+            SESSION,
+            "--identity",
+            "ada",
+            "--name",
+            "Ada",
+            "--role",
+            "student",
+        ];
+        args.extend_from_slice(extra);
+        multistream_tests::node_process::token_in(&cluster.dirs[0], &args).expect("minted")
+    };
+    let cluster_token = token(&["--issuer-key", &key_arg]);
+    for edge in [&edge0, &edge1] {
+        let client = ClassClient::connect(edge.http, SESSION, &cluster_token, None)
+            .await
+            .unwrap_or_else(|e| panic!("the cluster's token is refused: {e}"));
+        client.close().await;
+    }
+    // Edge 0's own key: good on edge 0, refused with a reason elsewhere.
+    let own_token = token(&[]);
+    let client = ClassClient::connect(edge0.http, SESSION, &own_token, None)
+        .await
+        .expect("edge 0 accepts its own token");
+    client.close().await;
+    let refused = ClassClient::connect(edge1.http, SESSION, &own_token, None).await;
+    let error = refused.err().expect("edge 1 refuses edge 0's own token");
+    assert!(error.contains("does not trust"), "{error}");
+
+    // A node outside the cluster that trusts the cluster's public key.
+    let verifier =
+        NodeProcess::start_with("issuer-verifier", &["--trust-issuer", &public]).expect("starts");
+    let client = ClassClient::connect(verifier.http, SESSION, &cluster_token, None)
+        .await
+        .expect("a trusting node accepts the cluster's token");
+    client.close().await;
+    assert!(verifier.stop());
+    assert!(edge1.stop());
+    assert!(edge0.stop());
+}
