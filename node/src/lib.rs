@@ -9,6 +9,7 @@ pub mod media;
 pub mod metrics;
 pub mod node;
 pub mod peer;
+pub mod placement;
 pub mod plugins;
 pub mod presence;
 pub mod relay;

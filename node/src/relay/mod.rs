@@ -429,13 +429,13 @@ impl RelayCore {
                 code,
                 message,
             } => {
-                if let Some(import) = self.imports.get_mut(&track) {
-                    if import.route.first() == Some(&from) {
-                        import.refused = Some((code, message));
-                        import.state = ImportState::Requesting;
-                        if let Some(old) = import.channel.take() {
-                            self.channels.remove(&(from, old));
-                        }
+                if let Some(import) = self.imports.get_mut(&track)
+                    && import.route.first() == Some(&from)
+                {
+                    import.refused = Some((code, message));
+                    import.state = ImportState::Requesting;
+                    if let Some(old) = import.channel.take() {
+                        self.channels.remove(&(from, old));
                     }
                 }
             }
