@@ -64,6 +64,8 @@ pub struct FileConfig {
     pub issuer_key: Option<PathBuf>,
     /// Public keys (hex) of other issuers whose tokens this edge accepts (a control plane's).
     pub trusted_issuers: Option<Vec<String>>,
+    /// This edge's name for people ("North campus"), shown beside the participants it serves.
+    pub edge_name: Option<String>,
 }
 
 /// Another edge of the cluster.
@@ -120,6 +122,8 @@ pub struct Config {
     pub plugin_cache_dir: PathBuf,
     pub issuer_key: Option<PathBuf>,
     pub trusted_issuers: Vec<String>,
+    /// `None`: named after its node id.
+    pub edge_name: Option<String>,
 }
 
 /// Default class commands per second per participant.
@@ -175,6 +179,7 @@ impl FileConfig {
             plugin_cache_dir: other.plugin_cache_dir.or(self.plugin_cache_dir),
             issuer_key: other.issuer_key.or(self.issuer_key),
             trusted_issuers: other.trusted_issuers.or(self.trusted_issuers),
+            edge_name: other.edge_name.or(self.edge_name),
         }
     }
 
@@ -262,6 +267,13 @@ impl FileConfig {
             DEFAULT_STROKES_PER_SECOND,
             "strokes_per_second",
         )?;
+        let edge_name = match self.edge_name {
+            Some(name) => Some(
+                multistream_proto::claims::validate_display_name(&name)
+                    .map_err(|e| ConfigError::Invalid(format!("edge_name: {e}")))?,
+            ),
+            None => None,
+        };
         let mut plugin_keys = Vec::new();
         for key in self.plugin_keys.unwrap_or_default() {
             let key = key.trim().to_ascii_lowercase();
@@ -298,6 +310,7 @@ impl FileConfig {
             plugin_cache_dir,
             issuer_key: self.issuer_key,
             trusted_issuers: self.trusted_issuers.unwrap_or_default(),
+            edge_name,
         })
     }
 }

@@ -58,6 +58,8 @@ pub struct AppState {
     pub sessions: SessionsHandle,
     pub store: Arc<Store>,
     pub plugins: crate::plugins::PluginsHandle,
+    /// This edge, as clients are told.
+    pub edge: multistream_proto::wire::EdgeView,
     /// The peer plane, when this edge has peers.
     pub peers: Option<Arc<crate::peer::PeerPlane>>,
     pub refusals: Arc<Refusals>,
@@ -827,6 +829,7 @@ async fn classroom_connection(state: AppState, session: SessionId, mut socket: W
             session: session.clone(),
             you: ParticipantView { id: who.id.clone(), name: who.name.clone(), role: who.role, live: Vec::new() },
             can_publish: claims.grants.publish,
+            edge: Some(state.edge.clone()),
         };
         let mut ok = send_json(&mut socket, &welcome).await;
         let attached = state

@@ -104,6 +104,9 @@ struct RunArgs {
     /// Where compiled plugin code is cached [default: <data-dir>/plugin-cache].
     #[arg(long)]
     plugin_cache: Option<PathBuf>,
+    /// This edge's name for people, e.g. "North campus" [default: from its node id].
+    #[arg(long)]
+    edge_name: Option<String>,
     /// The cluster issuer key (from `issuer-key`), shared by every edge of the cluster.
     #[arg(long)]
     issuer_key: Option<PathBuf>,
@@ -230,6 +233,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         plugin_keys: (!args.plugin_keys.is_empty()).then_some(args.plugin_keys),
         plugin_cache_dir: args.plugin_cache,
         issuer_key: args.issuer_key,
+        edge_name: args.edge_name,
         trusted_issuers: (!args.trusted_issuers.is_empty()).then_some(args.trusted_issuers),
         ..FileConfig::default()
     };

@@ -172,6 +172,10 @@ pub async fn run(
             addr: peer.addr,
         });
     }
+    let edge_name = config
+        .edge_name
+        .clone()
+        .unwrap_or_else(|| format!("edge {}", &node_id.0[..8.min(node_id.0.len())]));
     let core = LogCore::new(
         node_id.clone(),
         cluster,
@@ -204,6 +208,7 @@ pub async fn run(
         crate::sessions::ClassLimits {
             commands_per_second: config.commands_per_second,
             strokes_per_second: config.strokes_per_second,
+            edge_name: edge_name.clone(),
         },
         Arc::clone(&store),
         peer_tx,
@@ -237,6 +242,10 @@ pub async fn run(
         sessions,
         store,
         plugins,
+        edge: multistream_proto::wire::EdgeView {
+            id: node_id.0.clone(),
+            name: edge_name,
+        },
         peers: peer_plane.clone(),
         refusals: Arc::new(Refusals::default()),
         next_connection: Arc::new(AtomicU64::new(1)),

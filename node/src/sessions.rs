@@ -37,12 +37,14 @@ pub const RESUME_EVENTS_MAX: usize = 5_000;
 pub const LEAVE_GRACE: Duration = Duration::from_secs(5);
 
 /// Rate limits per participant in a class, from the configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClassLimits {
     /// Class commands per second, sustained; twice that in a burst.
     pub commands_per_second: f64,
     /// Whiteboard commands (draw, erase, undo) per second, sustained; twice that in a burst.
     pub strokes_per_second: f64,
+    /// This edge's name for people.
+    pub edge_name: String,
 }
 
 /// A token bucket: `rate` per second, holding at most twice that.
@@ -260,6 +262,8 @@ struct Task {
     started_wall_ms: u64,
     /// The plugin thread's feed, when plugins run on this node.
     plugins: Option<PluginFeed>,
+    /// This edge's name for people, recorded with the joins through it.
+    edge_name: String,
 }
 
 /// The session task's link to the plugin thread: its handle, the plugins it loaded, and the
@@ -332,13 +336,14 @@ pub fn spawn(
         connections: HashMap::new(),
         leaving: HashMap::new(),
         rates: HashMap::new(),
-        limits,
         rate_limited: 0,
         next_client: 1,
         store: store_tx,
         peers,
         started: Instant::now(),
         started_wall_ms: unix_ms(),
+        edge_name: limits.edge_name.clone(),
+        limits,
         plugins,
     };
     let now = Instant::now();
@@ -506,6 +511,7 @@ impl Task {
                         name,
                         role,
                         edge: Some(self.core.node().0.clone()),
+                        edge_name: Some(self.edge_name.clone()),
                     },
                 );
                 let _ = reply.send(Attached { client, inbound });
@@ -530,13 +536,16 @@ impl Task {
                     return;
                 }
                 let (session, actor) = (entry.session.clone(), entry.actor.clone());
-                let limits = self.limits;
+                let (commands_rate, strokes_rate) = (
+                    self.limits.commands_per_second,
+                    self.limits.strokes_per_second,
+                );
                 let rates = self
                     .rates
                     .entry((session.clone(), actor.clone()))
                     .or_insert_with(|| Rates {
-                        commands: TokenBucket::new(limits.commands_per_second, now),
-                        strokes: TokenBucket::new(limits.strokes_per_second, now),
+                        commands: TokenBucket::new(commands_rate, now),
+                        strokes: TokenBucket::new(strokes_rate, now),
                     });
                 let drawing = matches!(
                     command,

@@ -299,6 +299,9 @@ pub enum EventBody {
         /// its participants as gone if it restarts.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         edge: Option<String>,
+        /// That edge's name for people ("North campus"), shown beside the participant.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        edge_name: Option<String>,
     },
     Left,
     Chat {
@@ -640,6 +643,7 @@ mod tests {
                 name: "Ada".into(),
                 role: Role::Student,
                 edge: Some("e1".into()),
+                edge_name: Some("North campus".into()),
             },
             EventBody::Left,
             EventBody::Chat { text: "hi".into() },

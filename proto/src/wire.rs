@@ -33,6 +33,15 @@ pub enum ClientMessage {
     Command { key: CommandKey, command: Command },
 }
 
+/// An edge, as people see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeView {
+    /// Its node id.
+    pub id: String,
+    /// Its name for people ("North campus").
+    pub name: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParticipantView {
     pub id: ParticipantId,
@@ -51,6 +60,9 @@ pub enum ServerMessage {
         session: SessionId,
         you: ParticipantView,
         can_publish: bool,
+        /// The edge this connection is served by.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        edge: Option<EdgeView>,
     },
     /// Everyone present in the session (connected over WebSocket or publishing), sent after the
     /// welcome and whenever it changes.

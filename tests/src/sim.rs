@@ -476,6 +476,7 @@ impl World {
                     name: c.actor.to_string(),
                     role: c.role,
                     edge: Some(self.nodes[node].id.0.clone()),
+                    edge_name: None,
                 },
             )
         } else {

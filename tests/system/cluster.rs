@@ -435,10 +435,10 @@ async fn a_cluster_issuer_token_is_accepted_by_every_edge() {
     assert_eq!(public.len(), 64, "{public}");
 
     let edge0 = cluster
-        .start_with(0, &["--issuer-key", &key_arg])
+        .start_with(0, &["--issuer-key", &key_arg, "--edge-name", "North campus"])
         .expect("edge 0 starts");
     let edge1 = cluster
-        .start_with(1, &["--issuer-key", &key_arg])
+        .start_with(1, &["--issuer-key", &key_arg, "--edge-name", "South campus"])
         .expect("edge 1 starts");
     let token = |extra: &[&str]| {
         let mut args = vec![
@@ -455,10 +455,17 @@ async fn a_cluster_issuer_token_is_accepted_by_every_edge() {
         multistream_tests::node_process::token_in(&cluster.dirs[0], &args).expect("minted")
     };
     let cluster_token = token(&["--issuer-key", &key_arg]);
-    for edge in [&edge0, &edge1] {
-        let client = ClassClient::connect(edge.http, SESSION, &cluster_token, None)
+    for (edge, name) in [(&edge0, "North campus"), (&edge1, "South campus")] {
+        let mut client = ClassClient::connect(edge.http, SESSION, &cluster_token, None)
             .await
             .unwrap_or_else(|e| panic!("the cluster's token is refused: {e}"));
+        // The class records which edge Ada is connected through, by name.
+        client
+            .wait_for_event(|e| {
+                matches!(&e.body, EventBody::Joined { edge_name: Some(n), .. } if n == name)
+            })
+            .await
+            .unwrap_or_else(|e| panic!("Ada's join through {name}: {e}"));
         client.close().await;
     }
     // Edge 0's own key: good on edge 0, refused with a reason elsewhere.

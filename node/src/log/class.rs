@@ -34,6 +34,9 @@ pub enum Request {
         /// The edge the participant is connected through.
         #[serde(default)]
         edge: Option<String>,
+        /// That edge's name for people.
+        #[serde(default)]
+        edge_name: Option<String>,
     },
     Leave,
     Command {
@@ -78,6 +81,9 @@ pub struct Member {
     pub permissions: BTreeSet<Permission>,
     /// The edge the participant is connected through, while present.
     pub edge: Option<String>,
+    /// That edge's name for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge_name: Option<String>,
 }
 
 impl Member {
@@ -171,7 +177,12 @@ impl ClassState {
         }
         let actor = &event.actor;
         match &event.body {
-            EventBody::Joined { name, role, edge } => {
+            EventBody::Joined {
+                name,
+                role,
+                edge,
+                edge_name,
+            } => {
                 let member = self.members.entry(actor.clone()).or_insert_with(|| Member {
                     name: name.clone(),
                     role: *role,
@@ -179,10 +190,12 @@ impl ClassState {
                     removed: false,
                     permissions: BTreeSet::new(),
                     edge: None,
+                    edge_name: None,
                 });
                 member.name.clone_from(name);
                 member.present = true;
                 member.edge.clone_from(edge);
+                member.edge_name.clone_from(edge_name);
             }
             EventBody::Left => {
                 if let Some(member) = self.members.get_mut(actor) {
@@ -381,13 +394,21 @@ impl ClassState {
         catalog: &PluginCatalog,
     ) -> Result<Option<EventBody>, Refusal> {
         let command = match request {
-            Request::Join { name, role, edge } => {
+            Request::Join {
+                name,
+                role,
+                edge,
+                edge_name,
+            } => {
                 return match self.members.get(actor) {
                     Some(member) if member.removed => Err(not_permitted(
                         "you were removed from this class by the teacher",
                     )),
                     Some(member)
-                        if member.present && member.name == *name && member.edge == *edge =>
+                        if member.present
+                            && member.name == *name
+                            && member.edge == *edge
+                            && member.edge_name == *edge_name =>
                     {
                         Ok(None)
                     }
@@ -399,6 +420,7 @@ impl ClassState {
                         name: name.clone(),
                         role: *role,
                         edge: edge.clone(),
+                        edge_name: edge_name.clone(),
                     })),
                 };
             }
@@ -816,6 +838,7 @@ mod tests {
                             name: who.to_uppercase(),
                             role,
                             edge: None,
+                            edge_name: None,
                         },
                     )
                     .expect("joins");
@@ -1256,6 +1279,7 @@ mod tests {
             name: "G".into(),
             role: Role::Guest,
             edge: None,
+            edge_name: None,
         };
         assert_eq!(code(class.request("g", rejoin)), "not_permitted");
     }

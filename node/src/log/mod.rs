@@ -1369,6 +1369,7 @@ mod tests {
                 name: "S".into(),
                 role: Role::Student,
                 edge: None,
+                edge_name: None,
             },
         );
         let key: CommandKey = "k1".parse().expect("valid");
