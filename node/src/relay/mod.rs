@@ -171,6 +171,22 @@ struct Import {
     keyframe_at: BTreeMap<u8, Instant>,
 }
 
+impl Import {
+    fn new(route: Vec<NodeId>, local: Option<u8>, requested: u8, now: Instant) -> Self {
+        Self {
+            route,
+            local,
+            requested,
+            channel: None,
+            state: ImportState::Requesting,
+            refreshed_at: now,
+            media_at: None,
+            refused: None,
+            keyframe_at: BTreeMap::new(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Export {
     channel: u32,
@@ -271,20 +287,8 @@ impl RelayCore {
                 if route.is_empty() || self.imports.len() >= IMPORTS_MAX {
                     return;
                 }
-                self.imports.insert(
-                    track.clone(),
-                    Import {
-                        route,
-                        local: Some(layer),
-                        requested: layer,
-                        channel: None,
-                        state: ImportState::Requesting,
-                        refreshed_at: now,
-                        media_at: None,
-                        refused: None,
-                        keyframe_at: BTreeMap::new(),
-                    },
-                );
+                self.imports
+                    .insert(track.clone(), Import::new(route, Some(layer), layer, now));
             }
         }
         self.review_import(now, track, true);
@@ -547,20 +551,8 @@ impl RelayCore {
                 if self.imports.len() >= IMPORTS_MAX {
                     return;
                 }
-                self.imports.insert(
-                    track.clone(),
-                    Import {
-                        route,
-                        local: None,
-                        requested: max_layer,
-                        channel: None,
-                        state: ImportState::Requesting,
-                        refreshed_at: now,
-                        media_at: None,
-                        refused: None,
-                        keyframe_at: BTreeMap::new(),
-                    },
-                );
+                self.imports
+                    .insert(track.clone(), Import::new(route, None, max_layer, now));
             }
         }
         self.review_import_with_path(now, &track, true, path);
