@@ -5,7 +5,8 @@
  *
  * The classroom page talks to the node over three channels, each of which heals itself after a
  * network blip with capped exponential backoff:
- *   - a WebSocket, GET /ws/{session}: identity (welcome), the roster, errors, and the class log:
+ *   - a WebSocket, GET /ws/{session}: identity and the edge serving this page (welcome), the
+ *     roster, errors, and the class log:
  *     a snapshot of the class state, then every event in order (scene, slides, whiteboard, chat,
  *     hands, permissions, feature plugins); the page's class is that snapshot with the events
  *     folded in. An event that is not for this participant (a plugin's own record, someone
@@ -14,6 +15,10 @@
  *     the last event applied, so that a blip costs only the events missed;
  *   - WHIP, POST /whip/{session}?source=camera|screen: publish (camera is simulcast);
  *   - WHEP, POST /whep/{session}?source=camera|screen: watch whoever is live with that source.
+ * A class can span several edges (servers); each member's entry in the class names the edge they
+ * are connected through. When the people present are on more than one edge, the roster shows
+ * "via <edge name>" beside each of them; a class on a single edge looks as it always has.
+ *
  * The token comes from the URL fragment (#token= or, after the name form, #invite=) and is kept
  * in sessionStorage so that a reload keeps the same identity; it is never sent in a URL.
  *
@@ -24,7 +29,8 @@
  *
  * Stable element ids (the e2e test in tests/e2e relies on them):
  *   index.html       #join-link-form, #join-link, #join-link-error, #join-link-submit
- *   classroom.html   #status (role=status), #alert (role=alert)
+ *   classroom.html   #status (role=status), #edge-status ("Server: <edge name>", while
+ *                    connected), #alert (role=alert)
  *     views          #problem (#problem-title, #problem-text), #join, #classroom, #left (#left-title)
  *     name form      #join-form, #name, #name-error, #join-submit
  *     student view   #stage, #screen-tile, #screen-video, #camera-tile, #teacher-video,
@@ -57,18 +63,25 @@
  *                    .bar-names), ul.plugin-list (li > .item-text, .item-note,
  *                    button[data-action]), button.plugin-button[data-action],
  *                    form.plugin-form[data-action] (input/textarea[name], button[type=submit])
- *     people         teacher actions in #roster-list: button[data-action=speak|draw|present|
+ *     people         #roster-list > li[data-participant]; beside a present person, when the
+ *                    people present are on more than one edge: span.person-edge[data-edge]
+ *                    ("via <edge name>"; .same-edge or .other-edge: on this page's edge or not)
+ *                    teacher actions in #roster-list: button[data-action=speak|draw|present|
  *                    remove][data-participant]; in #hands-list: button[data-action=lower-hand]
  *
  * Test hook, window.multistream (classroom page only):
  *   pcs()   -> [{name, source: 'camera'|'screen', direction: 'publish'|'watch', pc}] for every
  *              media connection that currently has an RTCPeerConnection; name is
  *              `${direction}-${source}`, e.g. 'watch-camera'.
- *   state() -> {connected: boolean (WebSocket open and welcomed), you, roster,
+ *   state() -> {connected: boolean (WebSocket open and welcomed), you,
+ *              edge: the edge serving this page {id (node id), name} | null,
+ *              edges: how many edges the people present are on (this page's included),
+ *              roster: [{id, name, role, live, edge, edgeName}] (edge: from the class),
  *              synced: a snapshot was applied, seq: last class event applied, scene, page,
  *              deck: {asset, title, pages} | null, board: number of strokes,
  *              chat: [texts], hands: [participant ids], members: {id: {name, role, present,
- *              removed, permissions}}, waiting: commands not yet answered,
+ *              removed, permissions, edge: node id | null, edgeName: string | null}},
+ *              waiting: commands not yet answered,
  *              notice: text shown in #notice-text, lastRefusal: {command, code, message} | null,
  *              resyncs: times this page started over after a gap in the events,
  *              plugins: {name: {title, version, enabled, health, reason, seq (of the view shown),
@@ -99,6 +112,8 @@ const RETRY_AFTER_MAX_MS = 30_000;
 const SERVER_TEXT_CHARS_MAX = 300;
 /** Longest display name, in characters (proto: DISPLAY_NAME_CHARS_MAX). */
 const DISPLAY_NAME_CHARS_MAX = 64;
+/** Longest edge (node) id kept: an iroh node id is 64 hex characters; a longer one is cut. */
+const EDGE_ID_CHARS_MAX = 128;
 /** Newest WebSocket message set this client understands (proto: WIRE_VERSION). */
 const WIRE_VERSION = 1;
 /** WebSocket close codes after which retrying cannot help: bad token, not allowed. */
@@ -661,6 +676,19 @@ function classPlugin(name, raw = {}) {
   };
 }
 
+/** The edge a member is connected through, from a snapshot's member or a `joined` event:
+ * {edge: node id | null, edgeName: its name for people | null}. An older event without a name
+ * is named after the id, as the node names an edge that has no configured name. */
+function memberEdge(raw) {
+  const edge = isId(raw.edge) ? raw.edge.slice(0, EDGE_ID_CHARS_MAX) : null;
+  if (!edge) return { edge: null, edgeName: null };
+  const name = typeof raw.edge_name === 'string' ? raw.edge_name.trim().slice(0, DISPLAY_NAME_CHARS_MAX) : '';
+  return { edge, edgeName: name || defaultEdgeName(edge) };
+}
+
+/** An edge's name when none was given: "edge " and the first 8 characters of its node id. */
+const defaultEdgeName = (id) => `edge ${id.slice(0, 8)}`;
+
 /** The class state from a snapshot message, checked field by field. A scene this page does not
  * know keeps the one shown before (`previousScene`). */
 function classFromSnapshot(seq, raw, previousScene = 'camera') {
@@ -677,6 +705,7 @@ function classFromSnapshot(seq, raw, previousScene = 'camera') {
         present: Boolean(member.present),
         removed: Boolean(member.removed),
         permissions: Array.isArray(member.permissions) ? member.permissions.filter((p) => PERMISSIONS.includes(p)) : [],
+        ...memberEdge(member),
       };
     }
   }
@@ -720,11 +749,13 @@ function applyEvent(state, event) {
   switch (body.type) {
     case 'joined': {
       const existing = member(actor);
+      // As the node's fold: the edge of the latest join replaces the one before (none if absent).
       if (existing) {
         existing.name = String(body.name ?? existing.name);
         existing.present = true;
+        Object.assign(existing, memberEdge(body));
       } else {
-        state.members[actor] = { name: String(body.name ?? actor), role: String(body.role ?? 'student'), present: true, removed: false, permissions: [] };
+        state.members[actor] = { name: String(body.name ?? actor), role: String(body.role ?? 'student'), present: true, removed: false, permissions: [], ...memberEdge(body) };
       }
       break;
     }
@@ -1003,6 +1034,8 @@ const app = {
   presenter: false,
   socket: null,
   you: null,
+  /** The edge (server) this page is connected through, from the welcome: {id, name} | null. */
+  edge: null,
   roster: [],
   /** name -> MediaLink; at most one per direction and source. */
   links: new Map(),
@@ -1237,6 +1270,7 @@ function onServerMessage(message) {
   switch (message?.type) {
     case 'welcome':
       app.you = message.you ?? null;
+      app.edge = pageEdge(message.edge);
       // The node is reachable again: media that gave up or is waiting out a backoff retries now,
       // and errors from the previous connection no longer apply.
       for (const link of app.links.values()) link.retryNow();
@@ -1279,6 +1313,14 @@ function onServerMessage(message) {
       return; // Newer message types are ignored; the wire version tells people to reload.
   }
   render();
+}
+
+/** The edge serving this page, from a welcome: {id, name}, or null from a node that does not
+ * say. */
+function pageEdge(raw) {
+  if (!raw || typeof raw !== 'object' || !isId(raw.id)) return null;
+  const { edge, edgeName } = memberEdge({ edge: raw.id, edge_name: raw.name });
+  return { id: edge, name: edgeName };
 }
 
 // ---- The class log: snapshot, events, answers ----
@@ -2379,6 +2421,7 @@ function endClass(why) {
   clearPluginNotices();
   cancelStroke();
   app.you = null;
+  app.edge = null;
   app.roster = [];
   app.alerts.clear();
   showNotice('');
@@ -2428,6 +2471,7 @@ function render() {
     $(view).hidden = app.view !== view;
   }
   setText($('status'), statusText());
+  renderPageEdge();
   const problems = [...app.alerts.values()];
   for (const link of app.links.values()) {
     if (link.health === 'failed') problems.push(linkFailure(link));
@@ -2456,6 +2500,17 @@ function render() {
   renderSync();
   if (canSpeak()) renderStudio();
   if (!app.presenter) renderStage();
+}
+
+/** The edge serving this page, beside the connection status while connected: "Server: North
+ * campus" (the node id in the tooltip, for whoever supports the class). */
+function renderPageEdge() {
+  const element = $('edge-status');
+  const edge = app.view === 'classroom' && app.socket?.state === 'open' ? app.edge : null;
+  element.hidden = !edge;
+  setText(element, edge ? `Server: ${edge.name}` : '');
+  const title = edge ? `This page is connected to the class through ${edge.name} (node ${edge.id.slice(0, 16)}…).` : '';
+  if (element.title !== title) element.title = title;
 }
 
 function linkFailure(link) {
@@ -2733,14 +2788,15 @@ function pendingChatItem(key, text) {
 /** Renders "Who is live" and "Who is here"; rebuilt only when what they show changes. */
 let renderedPeople = '';
 function renderPeople() {
-  const key = JSON.stringify([app.roster, app.you?.id, app.socket?.state, app.cls.members, app.cls.hands, isTeacher()]);
+  const key = JSON.stringify([app.roster, app.you?.id, app.edge, app.socket?.state, app.cls.members, app.cls.hands, isTeacher()]);
   if (key === renderedPeople) return;
   renderedPeople = key;
   const live = app.roster.filter((person) => person.live?.length);
   fillList($('live-list'), live, 'No one is live yet.');
   const people = classPeople();
   const here = people.filter((person) => person.present).length;
-  const items = people.map(personItem);
+  const showEdges = classEdges().size > 1;
+  const items = people.map((person) => personItem(person, showEdges));
   if (!items.length) items.push(emptyItem(app.socket?.state === 'open' ? 'No one else is here yet.' : 'Not connected yet.'));
   replaceKeepingFocus($('roster-list'), items);
   setText($('people-title'), `Who is here (${here})`);
@@ -2758,6 +2814,40 @@ function classPeople() {
   return people.sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
 }
 
+/** The edges (node ids) the people present are connected through, this page's included. One
+ * edge: the class looks as it does on a single node, without "via …" labels. */
+function classEdges() {
+  const edges = new Set(Object.values(app.cls.members)
+    .filter((member) => member.present && !member.removed && member.edge)
+    .map((member) => member.edge));
+  if (app.edge) edges.add(app.edge.id);
+  return edges;
+}
+
+/** "via North campus": the edge a present person is connected through, when the class spans
+ * several. Screen readers also hear whether it is this page's edge (when the node said which
+ * that is). */
+function edgeLabel(person) {
+  const label = document.createElement('span');
+  label.className = 'person-edge';
+  label.dataset.edge = person.edge;
+  label.append(`via ${person.edgeName}`);
+  if (!app.edge) {
+    label.title = `Connected through ${person.edgeName}`;
+    return label;
+  }
+  const here = person.edge === app.edge.id;
+  label.classList.add(here ? 'same-edge' : 'other-edge');
+  label.title = here
+    ? `Connected through ${person.edgeName}, the same server as this page`
+    : `Connected through ${person.edgeName}, another server than this page's (${app.edge.name})`;
+  const extra = document.createElement('span');
+  extra.className = 'visually-hidden';
+  extra.textContent = here ? ' (your server)' : ' (another server)';
+  label.append(extra);
+  return label;
+}
+
 const ROLE_LABELS = { teacher: 'Teacher', student: 'Student', guest: 'Guest' };
 const PERMISSION_LABELS = { speak: 'Speaker', present: 'Presenter', draw: 'Can draw' };
 const PERMISSION_ACTIONS = {
@@ -2766,12 +2856,14 @@ const PERMISSION_ACTIONS = {
   present: ['Allow presenting', 'Stop presenting'],
 };
 
-function personItem(person) {
+function personItem(person, showEdges) {
   const item = document.createElement('li');
+  item.dataset.participant = person.id;
   const name = document.createElement('span');
   name.className = 'person-name';
   name.textContent = person.id === app.you?.id ? `${person.name} (you)` : person.name;
   item.append(name, ' ', badge(ROLE_LABELS[person.role] ?? person.role));
+  if (showEdges && person.present && person.edge) item.append(' ', edgeLabel(person));
   if (!person.present) item.append(' ', badge('Away', 'away'));
   if (person.live?.length) item.append(' ', badge(`Live: ${[...new Set(person.live)].join(' and ')}`, 'live'));
   if (app.cls.hands.includes(person.id)) item.append(' ', badge('Hand raised', 'hand'));
@@ -3348,7 +3440,13 @@ function exposeTestHook() {
     state: () => ({
       connected: app.socket?.state === 'open',
       you: app.you,
-      roster: app.roster,
+      edge: app.edge ? { ...app.edge } : null,
+      edges: classEdges().size,
+      roster: app.roster.map((person) => ({
+        ...person,
+        edge: app.cls.members[person.id]?.edge ?? null,
+        edgeName: app.cls.members[person.id]?.edgeName ?? null,
+      })),
       synced: app.synced,
       seq: app.cls.seq,
       scene: app.cls.scene,

@@ -9,9 +9,16 @@
 // writes in the chat and the teacher sees it. Media does not cross edges yet: nothing here
 // publishes or asserts video or audio.
 //
+// Each page shows the edge serving it ("Server: North campus") and, once the class spans both
+// edges, the edge beside each person in "Who is here" ("via South campus"); alone on one edge
+// the teacher's roster has no such labels, and they go again when the student leaves.
+//
 //   TEACHER_URL=http://127.0.0.1:PORT0 TEACHER_LINK='http://127.0.0.1:PORT0/s/demo#token=…' \
 //   STUDENT_URL=http://127.0.0.1:PORT1 STUDENT_LINK='http://127.0.0.1:PORT1/s/demo#invite=…' \
 //   node tests/e2e/two_edges.mjs            (CHROMIUM=/path/to/chromium to override)
+//
+// The edges are expected to be started with `--edge-name "North campus"` (edge 0) and
+// `--edge-name "South campus"` (edge 1); TEACHER_EDGE_NAME and STUDENT_EDGE_NAME override these.
 //
 // Every wait polls for a condition with a bound; nothing sleeps and hopes. Prints one line per
 // step ("ok - …"); on failure prints what it observed and exits 1. A browser that cannot be
@@ -36,7 +43,10 @@ const CONSOLE_LINES_MAX = 40;
 /** The chat line the teacher sends (on edge 0). */
 const TEACHER_LINE = 'Good morning, both campuses! Today: refraction.';
 /** The chat line the student sends (on edge 1). */
-const STUDENT_LINE = 'Hello from the north campus.';
+const STUDENT_LINE = 'Hello from the south campus.';
+/** The names the edges are started with (`--edge-name`), unless the environment says others. */
+const TEACHER_EDGE_NAME = 'North campus';
+const STUDENT_EDGE_NAME = 'South campus';
 /** The name the student types on the invitation page. */
 const STUDENT_NAME = 'Student Far';
 
@@ -57,10 +67,13 @@ function environment() {
     studentUrl: trimUrl(process.env.STUDENT_URL),
     studentLink: process.env.STUDENT_LINK,
     homeEdge: process.env.CLASS_HOME_EDGE ?? null,
+    teacherEdgeName: process.env.TEACHER_EDGE_NAME || TEACHER_EDGE_NAME,
+    studentEdgeName: process.env.STUDENT_EDGE_NAME || STUDENT_EDGE_NAME,
     chromiumPath: process.env.CHROMIUM || '/usr/bin/chromium',
   };
   if (!env.teacherLink.includes('#token=')) throw new Failure('TEACHER_LINK has no #token= fragment');
   if (!env.studentLink.includes('#invite=')) throw new Failure('STUDENT_LINK has no #invite= fragment');
+  if (env.teacherEdgeName === env.studentEdgeName) throw new Failure('the two edges have the same name', env.teacherEdgeName);
   if (env.teacherUrl === env.studentUrl) throw new Failure('TEACHER_URL and STUDENT_URL are the same edge', env.teacherUrl);
   if (!env.teacherLink.startsWith(`${env.teacherUrl}/`)) throw new Failure('TEACHER_LINK is not on TEACHER_URL', env.teacherLink);
   if (!env.studentLink.startsWith(`${env.studentUrl}/`)) throw new Failure('STUDENT_LINK is not on STUDENT_URL', env.studentLink);
@@ -120,6 +133,8 @@ function classView(page) {
       syncStatus: document.getElementById('sync-status')?.textContent ?? null,
       alert: document.getElementById('alert')?.textContent || null,
       status: document.getElementById('status')?.textContent ?? null,
+      edgeStatus: document.getElementById('edge-status')?.textContent ?? null,
+      whoIsHere: [...document.querySelectorAll('#roster-list li')].map((item) => item.textContent),
     };
   }).catch((error) => ({ error: error.message }));
 }
@@ -133,6 +148,23 @@ async function waitInPage(label, page, description, predicate, arg) {
     throw new Failure(`${label}: ${description}: not within ${CLASS_TIMEOUT_MS} ms (${error.message.split('\n')[0]})`, await classView(page));
   }
   return Date.now() - started;
+}
+
+/** In the page: the "Who is here" entry of `id` shows, visibly, that they are connected "via
+ * <edgeName>", marked as on this page's edge (`same`) or on another, with the words for screen
+ * readers; and #edge-status shows, visibly, the edge serving this page. */
+function edgesShown([people, pageEdge]) {
+  const status = document.getElementById('edge-status');
+  if (!status || !status.checkVisibility() || status.textContent !== `Server: ${pageEdge}`) return false;
+  if (window.multistream.state().edge?.name !== pageEdge) return false;
+  return people.every(({ id, edgeName, same }) => {
+    const label = document.querySelector(`#roster-list li[data-participant="${CSS.escape(id)}"] .person-edge`);
+    return label !== null && label.checkVisibility()
+      && label.textContent.startsWith(`via ${edgeName}`)
+      && label.classList.contains(same ? 'same-edge' : 'other-edge')
+      && label.textContent.includes(same ? '(your server)' : '(another server)')
+      && window.multistream.state().members[id]?.edgeName === edgeName;
+  });
 }
 
 /** Types a chat line and sends it with Enter, as a person does. */
@@ -171,6 +203,16 @@ async function run() {
   const teacher = await openPage('teacher (edge 0)', env.teacherLink);
   await waitInPage('teacher (edge 0)', teacher, 'is connected and has the class state',
     () => window.multistream.state().connected && window.multistream.state().synced);
+  const teacherId = await teacher.evaluate(() => window.multistream.state().you.id);
+  // Alone on edge 0 the class has one edge: the page names its server, the roster names none.
+  await waitInPage('teacher (edge 0)', teacher, `shows "Server: ${env.teacherEdgeName}" and no edge in "Who is here"`,
+    ([id, name]) => document.getElementById('edge-status').textContent === `Server: ${name}`
+      && document.getElementById('edge-status').checkVisibility()
+      && document.querySelector(`#roster-list li[data-participant="${CSS.escape(id)}"]`) !== null
+      && document.querySelector('#roster-list .person-edge') === null
+      && window.multistream.state().edges === 1,
+    [teacherId, env.teacherEdgeName]);
+  console.log(`ok - teacher's page on edge 0 shows "Server: ${env.teacherEdgeName}"; alone on one edge, no edge labels in "Who is here"`);
   const student = await openPage('student (edge 1)', env.studentLink);
   await student.locator('#name').fill(STUDENT_NAME, { timeout: PAGE_TIMEOUT_MS });
   await student.locator('#join-submit').click({ timeout: PAGE_TIMEOUT_MS });
@@ -182,6 +224,22 @@ async function run() {
   }
   const studentId = await student.evaluate(() => window.multistream.state().you.id);
   console.log(`ok - teacher joined on edge 0; student "${STUDENT_NAME}" (${studentId}) joined through the invitation on edge 1 (${joinMs} ms)`);
+
+  // Now the class spans both edges: each page says where everyone is connected.
+  const teacherSeesMs = await waitInPage('teacher (edge 0)', teacher,
+    `shows the student "via ${env.studentEdgeName}" (another server) and itself "via ${env.teacherEdgeName}" on "Server: ${env.teacherEdgeName}"`,
+    edgesShown, [[
+      { id: studentId, edgeName: env.studentEdgeName, same: false },
+      { id: teacherId, edgeName: env.teacherEdgeName, same: true },
+    ], env.teacherEdgeName]);
+  const studentSeesMs = await waitInPage('student (edge 1)', student,
+    `shows the teacher "via ${env.teacherEdgeName}" (another server) and itself "via ${env.studentEdgeName}" on "Server: ${env.studentEdgeName}"`,
+    edgesShown, [[
+      { id: teacherId, edgeName: env.teacherEdgeName, same: false },
+      { id: studentId, edgeName: env.studentEdgeName, same: true },
+    ], env.studentEdgeName]);
+  console.log(`ok - the teacher's page shows the student "via ${env.studentEdgeName}" (${teacherSeesMs} ms); `
+    + `the student's page shows the teacher "via ${env.teacherEdgeName}" (${studentSeesMs} ms); each names its own server`);
 
   await teacher.locator('#scene-whiteboard').click({ timeout: PAGE_TIMEOUT_MS });
   await waitInPage('teacher (edge 0)', teacher, 'shows the whiteboard scene', () => window.multistream.state().scene === 'whiteboard_and_camera');
@@ -244,7 +302,18 @@ async function run() {
   }
   console.log('ok - no uncaught errors in either page');
 
-  for (const { page } of pages.values()) await closePage(page);
+  // The student leaves: the class is on one edge again, and the teacher's roster drops the labels.
+  await closePage(student);
+  const singleMs = await waitInPage('teacher (edge 0)', teacher,
+    'shows the student away and no edge labels once the student has left',
+    (id) => window.multistream.state().members[id]?.present === false
+      && window.multistream.state().edges === 1
+      && document.querySelector('#roster-list .person-edge') === null
+      && document.getElementById('edge-status').checkVisibility(),
+    studentId);
+  console.log(`ok - the student left; the teacher's roster has no edge labels again (${singleMs} ms)`);
+
+  await closePage(teacher);
   await browser.close();
   browser = null;
   console.log('ok - both pages left the class; browser closed');

@@ -104,19 +104,27 @@ fn the_class_works_over_https() {
 
 /// One class across two edges: the teacher's page on edge 0, a student's on edge 1 (each link
 /// signed by its own edge). Scene, whiteboard, slides (the image fetched by edge 1 from edge 0 by
-/// its address) and chat reach the student, and the student's chat reaches the teacher. Media
+/// its address) and chat reach the student, and the student's chat reaches the teacher. The
+/// edges are named, and each page shows its own edge and the edge beside every person. Media
 /// does not cross edges yet, so only the class state is checked (`tests/e2e/two_edges.mjs`).
 #[test]
 fn a_teacher_and_a_student_on_two_edges_in_chromium() {
+    const NAMES: [&str; 2] = ["North campus", "South campus"];
     let cluster = Cluster::new("browser-edges", 2).expect("the cluster's data directories and ids");
-    let edge0 = cluster.start(0).expect("edge 0 starts");
-    let edge1 = cluster.start(1).expect("edge 1 starts");
+    let edge0 = cluster
+        .start_with(0, &["--edge-name", NAMES[0]])
+        .expect("edge 0 starts");
+    let edge1 = cluster
+        .start_with(1, &["--edge-name", NAMES[1]])
+        .expect("edge 1 starts");
     let env = [
         ("TEACHER_URL", edge0.base_url.clone()),
         ("TEACHER_LINK", edge0.teacher_link.clone()),
         ("STUDENT_URL", edge1.base_url.clone()),
         ("STUDENT_LINK", edge1.student_link.clone()),
         ("CLASS_HOME_EDGE", cluster.home("demo").to_string()),
+        ("TEACHER_EDGE_NAME", NAMES[0].to_owned()),
+        ("STUDENT_EDGE_NAME", NAMES[1].to_owned()),
     ];
     run_script("two_edges.mjs", &env, &[&edge0, &edge1]);
     assert!(edge1.stop(), "edge 1 exits cleanly after the class");

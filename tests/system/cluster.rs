@@ -435,10 +435,16 @@ async fn a_cluster_issuer_token_is_accepted_by_every_edge() {
     assert_eq!(public.len(), 64, "{public}");
 
     let edge0 = cluster
-        .start_with(0, &["--issuer-key", &key_arg, "--edge-name", "North campus"])
+        .start_with(
+            0,
+            &["--issuer-key", &key_arg, "--edge-name", "North campus"],
+        )
         .expect("edge 0 starts");
     let edge1 = cluster
-        .start_with(1, &["--issuer-key", &key_arg, "--edge-name", "South campus"])
+        .start_with(
+            1,
+            &["--issuer-key", &key_arg, "--edge-name", "South campus"],
+        )
         .expect("edge 1 starts");
     let token = |extra: &[&str]| {
         let mut args = vec![
@@ -461,9 +467,9 @@ async fn a_cluster_issuer_token_is_accepted_by_every_edge() {
             .unwrap_or_else(|e| panic!("the cluster's token is refused: {e}"));
         // The class records which edge Ada is connected through, by name.
         client
-            .wait_for_event(|e| {
-                matches!(&e.body, EventBody::Joined { edge_name: Some(n), .. } if n == name)
-            })
+            .wait_for_event(
+                |e| matches!(&e.body, EventBody::Joined { edge_name: Some(n), .. } if n == name),
+            )
             .await
             .unwrap_or_else(|e| panic!("Ada's join through {name}: {e}"));
         client.close().await;

@@ -200,6 +200,8 @@ impl ClassState {
             EventBody::Left => {
                 if let Some(member) = self.members.get_mut(actor) {
                     member.present = false;
+                    member.edge = None;
+                    member.edge_name = None;
                 }
                 self.hands.retain(|p| p != actor);
             }
