@@ -742,6 +742,9 @@ async fn classroom_socket(
 }
 
 /// WebSocket close codes in the private range, mirroring HTTP statuses.
+const CLOSE_NORMAL: u16 = 1000;
+/// The close reason of a page whose participant chose to leave the class.
+const LEAVE_REASON: &str = "left";
 const CLOSE_UNAUTHORIZED: u16 = 4401;
 const CLOSE_FORBIDDEN: u16 = 4403;
 const CLOSE_FULL: u16 = 4503;
@@ -832,6 +835,7 @@ async fn classroom_connection(state: AppState, session: SessionId, mut socket: W
             edge: Some(state.edge.clone()),
         };
         let mut ok = send_json(&mut socket, &welcome).await;
+        let mut left = false;
         let attached = state
             .sessions
             .attach(session.clone(), who.id.clone(), who.name.clone(), who.role, resume_from)
@@ -924,12 +928,18 @@ async fn classroom_connection(state: AppState, session: SessionId, mut socket: W
                             }
                         }
                     }
-                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => ok = false,
+                    Some(Ok(WsMessage::Close(frame))) => {
+                        // The page's "Leave the class": gone now, not after the grace a dropped
+                        // connection gets.
+                        left = frame.is_some_and(|f| f.code == CLOSE_NORMAL && f.reason.as_str() == LEAVE_REASON);
+                        ok = false;
+                    }
+                    None | Some(Err(_)) => ok = false,
                     Some(Ok(_)) => {}
                 },
             }
         }
-        state.sessions.detach(attached.client);
+        state.sessions.detach_leaving(attached.client, left);
         state.presence.leave(connection, session).await;
         info!("classroom client disconnected");
     }

@@ -141,6 +141,7 @@ enum Message {
     },
     Detach {
         client: ClientRef,
+        left: bool,
     },
     Peer {
         from: NodeId,
@@ -203,9 +204,14 @@ impl SessionsHandle {
 
     /// The client's connection closed.
     pub fn detach(&self, client: ClientRef) {
+        self.detach_leaving(client, false);
+    }
+
+    /// A client connection ended; `left`: the participant said they are leaving (no grace).
+    pub fn detach_leaving(&self, client: ClientRef, left: bool) {
         // If the queue is full the task is overloaded; the client's inbound queue closing when
         // the task next writes to it detaches it then.
-        let _ = self.send(Message::Detach { client });
+        let _ = self.send(Message::Detach { client, left });
     }
 
     /// A frame from another edge.
@@ -574,7 +580,14 @@ impl Task {
                     Request::Command { command },
                 );
             }
-            Message::Detach { client } => self.detach(now, client),
+            Message::Detach { client, left } => {
+                // A participant who said they are leaving is gone at once, unless another of
+                // their connections is still open.
+                if let Some(key) = self.detach(now, client).filter(|_| left) {
+                    self.leaving.insert(key, now);
+                    self.leave_due(now);
+                }
+            }
             Message::Peer { from, message } => {
                 self.core.handle_peer(now, wall, from, message);
             }
@@ -604,10 +617,10 @@ impl Task {
         }
     }
 
-    fn detach(&mut self, now: Instant, client: ClientRef) {
-        let Some(entry) = self.clients.remove(&client) else {
-            return;
-        };
+    /// Forgets a client connection; when it was its participant's last, they count as gone
+    /// after [`LEAVE_GRACE`], and their key is returned.
+    fn detach(&mut self, now: Instant, client: ClientRef) -> Option<(SessionId, ParticipantId)> {
+        let entry = self.clients.remove(&client)?;
         if let Some(set) = self.by_session.get_mut(&entry.session) {
             set.remove(&client);
         }
@@ -622,9 +635,11 @@ impl Task {
                 true
             }
         };
-        if last {
-            self.leaving.insert(key, now + LEAVE_GRACE);
+        if !last {
+            return None;
         }
+        self.leaving.insert(key.clone(), now + LEAVE_GRACE);
+        Some(key)
     }
 
     /// Marks gone the participants whose grace period ended without a new connection.

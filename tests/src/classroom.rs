@@ -203,4 +203,15 @@ impl ClassClient {
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
     }
+
+    /// Leaves the class as the page's "Leave" button does: a normal close saying `left`.
+    pub async fn leave(mut self) {
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "left".into(),
+        };
+        let _ = self.socket.close(Some(frame)).await;
+    }
 }

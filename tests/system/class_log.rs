@@ -464,6 +464,36 @@ async fn a_reload_is_not_leaving_but_going_away_is() {
         .await
         .expect("the student is marked gone");
     assert!(left.seq > hand.seq);
+
+    // Saying so: gone at once, without the grace a dropped connection gets.
+    let mut student = ClassClient::connect(node.http, "physics", &student_token, None)
+        .await
+        .expect("reconnects");
+    student
+        .wait_for(|m| matches!(m, ServerMessage::Snapshot { .. }))
+        .await
+        .expect("a snapshot");
+    let back = teacher
+        .wait_for_event(|e| {
+            e.seq > left.seq
+                && e.actor.as_str() == "student-1"
+                && matches!(e.body, EventBody::Joined { .. })
+        })
+        .await
+        .expect("the student is back");
+    let started = std::time::Instant::now();
+    student.leave().await;
+    teacher
+        .wait_for_event(|e| {
+            e.seq > back.seq && e.actor.as_str() == "student-1" && matches!(e.body, EventBody::Left)
+        })
+        .await
+        .expect("the student is marked gone");
+    let took = started.elapsed();
+    assert!(
+        took < multistream_node::sessions::LEAVE_GRACE / 2,
+        "a participant who says they leave is gone at once, not after the grace ({took:?})"
+    );
     teacher.close().await;
     assert!(node.stop());
 }
