@@ -1003,6 +1003,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         &state.refusals.snapshot(),
         log.as_ref(),
         state.peers.as_ref().map(|p| &*p.counters),
+        &state.peers.as_ref().map(|p| p.links()).unwrap_or_default(),
         plugins.as_ref(),
     );
     (

@@ -16,6 +16,7 @@ pub fn render(
     refusals: &BTreeMap<(&'static str, &'static str), u64>,
     log: Option<&LogCounters>,
     peers: Option<&PeerCounters>,
+    links: &[crate::peer::LinkView],
     plugins: Option<&crate::plugins::PluginsStatus>,
 ) -> String {
     let mut out = String::with_capacity(4096);
@@ -245,10 +246,42 @@ pub fn render(
             &[("", load(&peers.assets_fetched))],
         );
     }
+    if !links.is_empty() {
+        link_families(&mut out, links);
+    }
     if let Some(status) = plugins {
         plugin_families(&mut out, status);
     }
     out
+}
+
+fn link_families(out: &mut String, links: &[crate::peer::LinkView]) {
+    let _ = writeln!(
+        out,
+        "# HELP multistream_peer_link_up Whether the QUIC link to another edge is up (checked every 2 s).\n# TYPE multistream_peer_link_up gauge"
+    );
+    for link in links {
+        let _ = writeln!(
+            out,
+            "multistream_peer_link_up{{peer=\"{}\"}} {}",
+            link.peer,
+            u8::from(link.up)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP multistream_peer_rtt_seconds Round-trip time to another edge, as QUIC estimates it (absent while unknown).\n# TYPE multistream_peer_rtt_seconds gauge"
+    );
+    for link in links.iter().filter(|l| l.up) {
+        if let Some(rtt) = link.rtt {
+            let _ = writeln!(
+                out,
+                "multistream_peer_rtt_seconds{{peer=\"{}\"}} {:.6}",
+                link.peer,
+                rtt.as_secs_f64()
+            );
+        }
+    }
 }
 
 fn plugin_families(out: &mut String, status: &crate::plugins::PluginsStatus) {

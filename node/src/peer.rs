@@ -114,6 +114,22 @@ struct PeerState {
     incarnation: AtomicU64,
     /// How often the peer was seen to restart.
     restarts: AtomicU64,
+    /// Whether our connection to it is up (checked every [`PROBE_INTERVAL`]).
+    up: std::sync::atomic::AtomicBool,
+    /// The connection's round-trip time in microseconds, as QUIC estimates it; 0: not known.
+    rtt_micros: AtomicU64,
+}
+
+/// How often each peer's link is checked (and re-made if down), and its round-trip time read.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Another edge as seen from this one, for `/metrics` and placement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkView {
+    pub peer: String,
+    pub up: bool,
+    pub rtt: Option<Duration>,
+    pub restarts: u64,
 }
 
 /// Counters for `/metrics`.
@@ -145,6 +161,7 @@ pub struct PeerPlane {
     pub endpoint: Endpoint,
     pub counters: Arc<PeerCounters>,
     peers: Vec<Peer>,
+    states: Arc<HashMap<EndpointId, Arc<PeerState>>>,
 }
 
 impl PeerPlane {
@@ -203,7 +220,7 @@ impl PeerPlane {
         tokio::spawn(send_loop(
             endpoint.clone(),
             peers.clone(),
-            allowed,
+            Arc::clone(&allowed),
             incarnation,
             outgoing,
             Arc::clone(&counters),
@@ -213,7 +230,26 @@ impl PeerPlane {
             endpoint,
             counters,
             peers,
+            states: allowed,
         })
+    }
+
+    /// Every configured peer's link: up or down, and its round-trip time.
+    pub fn links(&self) -> Vec<LinkView> {
+        self.peers
+            .iter()
+            .map(|peer| {
+                let state = self.states.get(&peer.id);
+                let load = |f: fn(&PeerState) -> u64| state.map_or(0, |s| f(s));
+                let rtt = load(|s| s.rtt_micros.load(Ordering::Relaxed));
+                LinkView {
+                    peer: peer.id.to_string(),
+                    up: state.is_some_and(|s| s.up.load(Ordering::Relaxed)),
+                    rtt: (rtt > 0).then(|| Duration::from_micros(rtt)),
+                    restarts: load(|s| s.restarts.load(Ordering::Relaxed)),
+                }
+            })
+            .collect()
     }
 
     /// Fetches an uploaded asset from the other edges, trying each in turn; the bytes are
@@ -449,13 +485,18 @@ async fn peer_sender(
     // The peer's restart count when our connection was made.
     let mut made_at_restart = 0;
     let mut wait = RECONNECT_MIN;
+    // The link is also checked on its own, so its state and round-trip time are known even
+    // while no class spans the two edges.
+    let mut probe = tokio::time::interval(PROBE_INTERVAL);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let message = tokio::select! {
             _ = shutdown.changed() => return,
             message = frames.recv() => match message {
-                Some(message) => message,
+                Some(message) => Some(message),
                 None => return,
             },
+            _ = probe.tick() => None,
         };
         let restarted = state.restarts.load(Ordering::Relaxed) != made_at_restart;
         if connection
@@ -466,6 +507,7 @@ async fn peer_sender(
                 old.close(0u32.into(), b"reconnecting");
             }
             counters.connections_up.fetch_sub(1, Ordering::Relaxed);
+            state.up.store(false, Ordering::Relaxed);
         }
         if connection.is_none() {
             made_at_restart = state.restarts.load(Ordering::Relaxed);
@@ -474,11 +516,16 @@ async fn peer_sender(
                     info!(peer = %peer.id, addr = %peer.addr, "connected to peer");
                     counters.connections_up.fetch_add(1, Ordering::Relaxed);
                     counters.connections_opened.fetch_add(1, Ordering::Relaxed);
+                    state.up.store(true, Ordering::Relaxed);
                     connection = Some(fresh);
                     wait = RECONNECT_MIN;
                 }
                 Err(error) => {
-                    counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    state.up.store(false, Ordering::Relaxed);
+                    state.rtt_micros.store(0, Ordering::Relaxed);
+                    if message.is_some() {
+                        counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
                     debug!(peer = %peer.id, %error, "peer unreachable; dropping a frame");
                     // Drop what queued meanwhile too: it is stale, and the log protocol repeats
                     // what matters.
@@ -495,6 +542,14 @@ async fn peer_sender(
             }
         }
         let Some(open) = connection.as_ref() else {
+            continue;
+        };
+        let Some(message) = message else {
+            // A probe: the link is up; note its round-trip time.
+            if let Some(rtt) = open.rtt(iroh::endpoint::PathId::ZERO) {
+                let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
+                state.rtt_micros.store(micros, Ordering::Relaxed);
+            }
             continue;
         };
         let bytes = match serde_json::to_vec(&Frame {
@@ -521,6 +576,7 @@ async fn peer_sender(
                 debug!(peer = %peer.id, %error, "a frame to a peer was lost");
                 connection = None;
                 counters.connections_up.fetch_sub(1, Ordering::Relaxed);
+                state.up.store(false, Ordering::Relaxed);
             }
         }
     }

@@ -495,3 +495,58 @@ async fn a_cluster_issuer_token_is_accepted_by_every_edge() {
     assert!(edge1.stop());
     assert!(edge0.stop());
 }
+
+/// Each edge keeps a link to every other and knows its round-trip time, even with no class
+/// spanning them; a dead peer shows as down, and up again when it is back.
+#[tokio::test]
+async fn edges_watch_their_links_and_round_trip_times() {
+    let cluster = Cluster::new("links", 2).expect("a cluster");
+    let edge0 = cluster.start(0).expect("edge 0 starts");
+    let edge1 = cluster.start(1).expect("edge 1 starts");
+    let up = format!("multistream_peer_link_up{{peer=\"{}\"}}", cluster.ids[1]);
+    let rtt = format!(
+        "multistream_peer_rtt_seconds{{peer=\"{}\"}}",
+        cluster.ids[1]
+    );
+    let limit = std::time::Duration::from_secs(15);
+    edge0
+        .wait_for_metric(&up, limit, |v| v == 1.0)
+        .await
+        .expect("the link to edge 1 comes up");
+    let measured = edge0
+        .wait_for_metric(&rtt, limit, |v| v > 0.0)
+        .await
+        .expect("its round-trip time is known");
+    assert!(measured < 0.5, "loopback round trip: {measured} s");
+    println!(
+        "edge 0 → edge 1 round trip on loopback: {:.3} ms",
+        measured * 1000.0
+    );
+
+    let data = edge1.kill_keeping_data();
+    edge0
+        .wait_for_metric(&up, limit, |v| v == 0.0)
+        .await
+        .expect("a dead edge shows as down");
+    let page = edge0.metrics().await.expect("metrics");
+    assert!(
+        multistream_tests::http::metric(&page, &rtt).is_none(),
+        "no round-trip time for a link that is down"
+    );
+    let edge1 = NodeProcess::start_in(
+        data,
+        &[
+            "--peer-addr",
+            &cluster.peer_addrs[1],
+            "--peer",
+            &format!("{}@{}", cluster.ids[0], cluster.peer_addrs[0]),
+        ],
+    )
+    .expect("edge 1 restarts");
+    edge0
+        .wait_for_metric(&up, limit, |v| v == 1.0)
+        .await
+        .expect("the link comes back by itself");
+    assert!(edge1.stop());
+    assert!(edge0.stop());
+}
