@@ -499,3 +499,94 @@ fn mutated_offers_never_panic_the_core() {
         0
     );
 }
+
+/// Two edges in step: a teacher publishes on edge A, whose core hands the packets out for
+/// relaying; edge B's core takes them for a remote publisher, and a student there watches it
+/// like a local one. Keyframe requests from B's student reach the teacher on A.
+#[test]
+fn a_publisher_on_one_edge_is_watched_on_another_through_relayed_packets() {
+    use multistream_node::sfu::{PeerKind, PeerSpec};
+    let mut a = World::new(SESSION_PEERS_MAX);
+    let mut b = World::new(SESSION_PEERS_MAX);
+    let (teacher, publisher) = a
+        .join_as(
+            Role::Publisher { simulcast: true },
+            Source::Camera,
+            Some("teacher"),
+            true,
+        )
+        .expect("publishes");
+    assert!(
+        a.run_until(Duration::from_secs(5), |w| w.clients[teacher].connected),
+        "publisher connects"
+    );
+    a.run_for(Duration::from_secs(2));
+    let tracks = a.sfu.publisher_tracks(publisher).expect("a publisher");
+    assert_eq!(tracks.len(), 2, "audio and simulcast video: {tracks:?}");
+    a.sfu.set_relayed(publisher, true);
+    let spec = PeerSpec {
+        session: "class".parse().expect("valid"),
+        participant: "teacher".parse().expect("valid"),
+        kind: PeerKind::Publisher,
+        source: Source::Camera,
+        lead: true,
+    };
+    let remote = b
+        .sfu
+        .add_remote_publisher(b.now, spec, &tracks)
+        .expect("a remote publisher");
+    let (student, _) = b
+        .join(Role::Subscriber, Source::Camera)
+        .expect("subscribes");
+    let requests_before = a.clients[teacher].keyframe_requests;
+    let mut relayed = 0u64;
+    let started = b.now;
+    let step = Duration::from_millis(2);
+    let mut received = false;
+    while b.now - started < Duration::from_secs(5) {
+        a.run_for(step);
+        let now_b = b.now;
+        while let Some((from, packet)) = a.sfu.poll_relayed() {
+            assert_eq!(from, publisher);
+            relayed += 1;
+            b.sfu.handle_relayed(now_b, remote, packet);
+        }
+        b.pump();
+        b.run_for(step);
+        while let Some((_, track, layer)) = b.sfu.poll_remote_keyframe() {
+            let now_a = a.now;
+            a.sfu
+                .request_publisher_keyframe(now_a, publisher, track, layer);
+        }
+        a.pump();
+        if video_frames(&b, student) > 10 {
+            received = true;
+            break;
+        }
+    }
+    assert!(
+        received,
+        "the student on edge B decodes video ({relayed} packets relayed)"
+    );
+    let video = b.clients[student].video().expect("a video line");
+    assert_eq!(
+        video.first_frame_keyframe,
+        Some(true),
+        "decoding starts on a keyframe"
+    );
+    let audio = b.clients[student].audio().expect("an audio line");
+    assert!(audio.packets > 10, "audio arrives: {audio:?}");
+    assert!(
+        a.clients[teacher].keyframe_requests > requests_before,
+        "B's request for a keyframe reached the teacher on A"
+    );
+    assert!(b.sfu.counters().relayed_in > 0);
+    assert!(
+        b.sfu.wanted_layer(remote).is_some(),
+        "B knows what layer its student wants"
+    );
+    println!(
+        "first relayed frame after {:?}, {relayed} packets relayed",
+        b.now - started
+    );
+}

@@ -143,6 +143,71 @@ pub struct PeerSpec {
     pub lead: bool,
 }
 
+/// A packet of a published track as it crosses to another edge: what a subscriber there needs
+/// to receive it as if the publisher were local.
+#[derive(Debug, Clone)]
+pub struct RelayedPacket {
+    /// The publisher's track and simulcast layer (indexes, in the order of its media lines and
+    /// layers).
+    pub track: usize,
+    pub layer: usize,
+    pub kind: MediaKind,
+    /// The codec and its parameters, with the publisher's payload type.
+    pub params: PayloadParams,
+    /// The publisher's SSRC of this layer, its extended sequence number and RTP time.
+    pub ssrc: u32,
+    pub seq: u64,
+    pub rtp_time: u32,
+    pub marker: bool,
+    pub audio_level: Option<i8>,
+    pub voice_activity: Option<bool>,
+    /// The packet starts a keyframe.
+    pub keyframe: bool,
+    pub payload: Arc<[u8]>,
+}
+
+/// One packet on its way to subscribers (the internal form of a local or relayed packet).
+struct Media {
+    track: usize,
+    layer: usize,
+    kind: MediaKind,
+    pt: Pt,
+    params: PayloadParams,
+    keyframe: bool,
+    ssrc: u32,
+    seq: u64,
+    rtp_time: u32,
+    marker: bool,
+    audio_level: Option<i8>,
+    voice_activity: Option<bool>,
+    video_orientation: Option<str0m::rtp::VideoOrientation>,
+    wallclock: Instant,
+    payload: Arc<[u8]>,
+    payload_len: usize,
+}
+
+impl Media {
+    fn relayed(&self) -> RelayedPacket {
+        RelayedPacket {
+            track: self.track,
+            layer: self.layer,
+            kind: self.kind,
+            params: self.params,
+            ssrc: self.ssrc,
+            seq: self.seq,
+            rtp_time: self.rtp_time,
+            marker: self.marker,
+            audio_level: self.audio_level,
+            voice_activity: self.voice_activity,
+            keyframe: self.keyframe,
+            payload: Arc::clone(&self.payload),
+        }
+    }
+}
+
+/// Relayed packets waiting for the shell, at most; past it they are dropped and counted.
+pub const RELAY_QUEUE_MAX: usize = 16_384;
+
 /// Why a peer could not be added.
 #[derive(Debug, thiserror::Error)]
 pub enum AddPeerError {
@@ -258,6 +323,10 @@ pub struct SfuCounters {
     pub peer_wakeups: u64,
     pub peer_errors: u64,
     pub peers_removed: HashMap<&'static str, u64>,
+    /// Relayed packets dropped because [`RELAY_QUEUE_MAX`] was reached.
+    pub relay_dropped: u64,
+    /// Packets received from other edges for remote publishers.
+    pub relayed_in: u64,
 }
 
 /// Settings of the core.
@@ -291,6 +360,11 @@ struct Publisher {
     /// When it finished ICE and DTLS: the most recently connected publisher of a source is the
     /// one subscribers see.
     connected_at: Option<Instant>,
+    /// Its packets are also handed out for other edges ([`Sfu::poll_relayed`]).
+    relayed: bool,
+    /// A publisher on another edge whose packets come relayed ([`Sfu::handle_relayed`]); its
+    /// keyframe requests go out through [`Sfu::poll_remote_keyframe`].
+    remote: bool,
 }
 
 struct SubTrack {
@@ -404,6 +478,10 @@ pub struct Sfu {
     scratch_events: Vec<Event>,
     /// The latest time any input carried.
     last_now: Instant,
+    /// Packets of relayed publishers, for other edges.
+    relay_out: VecDeque<(PeerId, RelayedPacket)>,
+    /// Keyframe requests for remote publishers: (publisher, track, layer).
+    remote_keyframes: VecDeque<(PeerId, usize, usize)>,
 }
 
 impl Sfu {
@@ -425,6 +503,8 @@ impl Sfu {
             counters: SfuCounters::default(),
             scratch_events: Vec::new(),
             last_now: now,
+            relay_out: VecDeque::new(),
+            remote_keyframes: VecDeque::new(),
         }
     }
 
@@ -575,6 +655,179 @@ impl Sfu {
             self.bind_subscriber(now, id);
         }
         Ok((id, answer.to_sdp_string()))
+    }
+
+    /// A publisher on another edge, fed by [`Sfu::handle_relayed`]: subscribers here bind to it
+    /// like to a local one. `tracks` lists its media lines: kind and number of simulcast layers.
+    pub fn add_remote_publisher(
+        &mut self,
+        now: Instant,
+        spec: PeerSpec,
+        tracks: &[(MediaKind, usize)],
+    ) -> Result<PeerId, AddPeerError> {
+        self.last_now = self.last_now.max(now);
+        if tracks.is_empty() {
+            return Err(AddPeerError::NoMedia);
+        }
+        if tracks.len() > PEER_TRACKS_MAX {
+            return Err(AddPeerError::TooManyTracks {
+                found: tracks.len(),
+            });
+        }
+        if self.peers.len() >= NODE_PEERS_MAX {
+            return Err(AddPeerError::NodeFull);
+        }
+        if self
+            .rooms
+            .get(&spec.session)
+            .is_some_and(|r| r.len() >= self.config.session_peers_max)
+        {
+            return Err(AddPeerError::SessionFull);
+        }
+        let publisher = Publisher {
+            tracks: tracks
+                .iter()
+                .map(|(kind, layers)| PubTrack {
+                    mid: Mid::new(),
+                    kind: *kind,
+                    layers: (0..(*layers).clamp(1, TRACK_LAYERS_MAX))
+                        .map(|_| PubLayer {
+                            rid: None,
+                            meter: BitrateMeter::default(),
+                            keyframe_requested_at: None,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            remote: true,
+            ..Publisher::default()
+        };
+        let id = PeerId(self.next_peer);
+        self.next_peer += 1;
+        info!(%id, session = %spec.session, participant = %spec.participant,
+              source = %spec.source, "remote publisher added");
+        self.rooms
+            .entry(spec.session.clone())
+            .or_default()
+            .publishers
+            .push(id);
+        self.timers.insert((now, id));
+        self.peers.insert(
+            id,
+            Peer {
+                spec,
+                // Never connected to anything: it only keeps the peer's shape. Its media comes
+                // from another edge.
+                rtc: self.rtc_config(PeerKind::Publisher).build(now),
+                role: Role::Publisher(publisher),
+                created_at: now,
+                connected: false,
+                timeout: now,
+                addrs: Vec::new(),
+                doomed: None,
+                ice_connected: true,
+            },
+        );
+        self.connected(now, id);
+        Ok(id)
+    }
+
+    /// A packet relayed from another edge for a remote publisher.
+    pub fn handle_relayed(&mut self, now: Instant, remote: PeerId, packet: RelayedPacket) {
+        self.last_now = self.last_now.max(now);
+        let Some(peer) = self.peers.get_mut(&remote) else {
+            return;
+        };
+        let Role::Publisher(publisher) = &mut peer.role else {
+            return;
+        };
+        if !publisher.remote {
+            return;
+        }
+        let Some(layer) = publisher
+            .tracks
+            .get_mut(packet.track)
+            .and_then(|t| t.layers.get_mut(packet.layer))
+        else {
+            return;
+        };
+        layer.meter.record(now, packet.payload.len());
+        self.counters.relayed_in += 1;
+        let media = Media {
+            track: packet.track,
+            layer: packet.layer,
+            kind: packet.kind,
+            pt: packet.params.pt(),
+            params: packet.params,
+            keyframe: packet.keyframe,
+            ssrc: packet.ssrc,
+            seq: packet.seq,
+            rtp_time: packet.rtp_time,
+            marker: packet.marker,
+            audio_level: packet.audio_level,
+            voice_activity: packet.voice_activity,
+            video_orientation: None,
+            wallclock: now,
+            payload_len: packet.payload.len(),
+            payload: packet.payload,
+        };
+        self.fan_out(now, remote, media);
+    }
+
+    /// A publisher's media lines: kind and number of simulcast layers, in the order relayed
+    /// packets name them (what another edge needs for [`Sfu::add_remote_publisher`]).
+    pub fn publisher_tracks(&self, publisher: PeerId) -> Option<Vec<(MediaKind, usize)>> {
+        match &self.peers.get(&publisher)?.role {
+            Role::Publisher(p) => Some(p.tracks.iter().map(|t| (t.kind, t.layers.len())).collect()),
+            Role::Subscriber(_) => None,
+        }
+    }
+
+    /// Whether a publisher's packets are also handed out for other edges.
+    pub fn set_relayed(&mut self, publisher: PeerId, relayed: bool) {
+        if let Some(Role::Publisher(p)) = self.peers.get_mut(&publisher).map(|p| &mut p.role) {
+            p.relayed = relayed;
+        }
+    }
+
+    /// The next packet of a relayed publisher, for other edges.
+    pub fn poll_relayed(&mut self) -> Option<(PeerId, RelayedPacket)> {
+        self.relay_out.pop_front()
+    }
+
+    /// The next keyframe request for a remote publisher: (publisher, track, layer).
+    pub fn poll_remote_keyframe(&mut self) -> Option<(PeerId, usize, usize)> {
+        self.remote_keyframes.pop_front()
+    }
+
+    /// The highest simulcast layer the subscribers here want of a (remote) publisher's tracks,
+    /// if any subscriber watches it.
+    pub fn wanted_layer(&self, publisher: PeerId) -> Option<usize> {
+        let room = self
+            .peers
+            .get(&publisher)
+            .and_then(|p| self.rooms.get(&p.spec.session))?;
+        room.subscribers
+            .iter()
+            .filter_map(|id| match &self.peers.get(id)?.role {
+                Role::Subscriber(s) if s.feed == Some(publisher) => Some(s),
+                _ => None,
+            })
+            .flat_map(|s| s.tracks.iter())
+            .map(|t| t.layer_target.or(t.layer_current).unwrap_or(0))
+            .max()
+    }
+
+    /// Asks a publisher here for a keyframe (a subscriber on another edge needs one).
+    pub fn request_publisher_keyframe(
+        &mut self,
+        now: Instant,
+        publisher: PeerId,
+        track: usize,
+        layer: usize,
+    ) {
+        self.last_now = self.last_now.max(now);
+        self.request_keyframe(now, publisher, track, layer);
     }
 
     /// Parses an offer and makes the peer's `Rtc` and answer.
@@ -1215,6 +1468,14 @@ impl Sfu {
             self.counters.keyframe_requests_coalesced += 1;
             return;
         }
+        if publisher.remote {
+            // Its publisher is on another edge: the request travels there.
+            pub_layer.keyframe_requested_at = Some(now);
+            self.counters.keyframe_requests_sent += 1;
+            self.remote_keyframes
+                .push_back((publisher_id, track, layer));
+            return;
+        }
         let rid = pub_layer.rid;
         let mut api = peer.rtc.direct_api();
         let Some(stream) = api.stream_rx_by_mid(mid, rid) else {
@@ -1264,6 +1525,7 @@ impl Sfu {
         let Some((track_index, layer_index)) = route else {
             return;
         };
+        let relayed = publisher.relayed;
         let track = &mut publisher.tracks[track_index];
         track.layers[layer_index]
             .meter
@@ -1284,6 +1546,58 @@ impl Sfu {
         // One shared copy of the payload for every subscriber's send queue and RTX cache.
         let payload_len = packet.payload.len();
         let payload: Arc<[u8]> = packet.payload.into();
+        let media = Media {
+            track: track_index,
+            layer: layer_index,
+            kind,
+            pt,
+            params,
+            keyframe,
+            ssrc,
+            seq: *packet.seq_no,
+            rtp_time: packet.header.timestamp,
+            marker: packet.header.marker,
+            audio_level: packet.header.ext_vals.audio_level,
+            voice_activity: packet.header.ext_vals.voice_activity,
+            video_orientation: packet.header.ext_vals.video_orientation,
+            wallclock: packet.timestamp,
+            payload,
+            payload_len,
+        };
+        if relayed {
+            if self.relay_out.len() < RELAY_QUEUE_MAX {
+                self.relay_out.push_back((publisher_id, media.relayed()));
+            } else {
+                self.counters.relay_dropped += 1;
+            }
+        }
+        self.fan_out(now, publisher_id, media);
+    }
+
+    /// Writes one packet of a publisher (local or relayed from another edge) to every
+    /// subscriber bound to it.
+    fn fan_out(&mut self, now: Instant, publisher_id: PeerId, media: Media) {
+        let Media {
+            track: track_index,
+            layer: layer_index,
+            kind,
+            pt,
+            params,
+            keyframe,
+            ssrc,
+            seq,
+            rtp_time,
+            marker,
+            audio_level,
+            voice_activity,
+            video_orientation,
+            wallclock,
+            payload,
+            payload_len,
+        } = media;
+        let Some(peer) = self.peers.get(&publisher_id) else {
+            return;
+        };
         // Borrow the room by the publisher's session id (no clone on the packet path); the
         // borrow of `peer` ends here, so subscribers can be borrowed from `self.peers`.
         let Some(room) = self.rooms.get(&peer.spec.session) else {
@@ -1359,21 +1673,19 @@ impl Sfu {
                         });
                 }
                 let Some(out_ssrc) = line.ssrc else { continue };
-                let (seq_out, time_out) =
-                    line.rewriter
-                        .rewrite(ssrc, *packet.seq_no, packet.header.timestamp, now);
+                let (seq_out, time_out) = line.rewriter.rewrite(ssrc, seq, rtp_time, now);
                 let mut ext = ExtensionValues::default();
-                ext.audio_level = packet.header.ext_vals.audio_level;
-                ext.voice_activity = packet.header.ext_vals.voice_activity;
-                ext.video_orientation = packet.header.ext_vals.video_orientation;
+                ext.audio_level = audio_level;
+                ext.voice_activity = voice_activity;
+                ext.video_orientation = video_orientation;
                 let write = RtpWrite::new(
                     out_pt,
                     seq_out.into(),
                     time_out,
-                    packet.timestamp,
+                    wallclock,
                     Arc::clone(&payload),
                 )
-                .marker(packet.header.marker)
+                .marker(marker)
                 .ext_vals(ext)
                 .nackable(kind == MediaKind::Video);
                 let mut api = sub_peer.rtc.direct_api();
