@@ -578,18 +578,9 @@ impl Sfu {
             }
             _ => {}
         }
-        if self.peers.len() >= NODE_PEERS_MAX {
-            return Err(AddPeerError::NodeFull);
-        }
+        self.check_room(&spec.session)?;
         if self.peers.values().filter(|p| !p.connected).count() >= PEERS_CONNECTING_MAX {
             return Err(AddPeerError::TooManyConnecting);
-        }
-        if self
-            .rooms
-            .get(&spec.session)
-            .is_some_and(|r| r.len() >= self.config.session_peers_max)
-        {
-            return Err(AddPeerError::SessionFull);
         }
 
         let id = PeerId(self.next_peer);
@@ -674,16 +665,7 @@ impl Sfu {
                 found: tracks.len(),
             });
         }
-        if self.peers.len() >= NODE_PEERS_MAX {
-            return Err(AddPeerError::NodeFull);
-        }
-        if self
-            .rooms
-            .get(&spec.session)
-            .is_some_and(|r| r.len() >= self.config.session_peers_max)
-        {
-            return Err(AddPeerError::SessionFull);
-        }
+        self.check_room(&spec.session)?;
         let publisher = Publisher {
             tracks: tracks
                 .iter()
@@ -730,6 +712,21 @@ impl Sfu {
         );
         self.connected(now, id);
         Ok(id)
+    }
+
+    /// Whether the node and the session have room for one more peer.
+    fn check_room(&self, session: &SessionId) -> Result<(), AddPeerError> {
+        if self.peers.len() >= NODE_PEERS_MAX {
+            return Err(AddPeerError::NodeFull);
+        }
+        if self
+            .rooms
+            .get(session)
+            .is_some_and(|r| r.len() >= self.config.session_peers_max)
+        {
+            return Err(AddPeerError::SessionFull);
+        }
+        Ok(())
     }
 
     /// A packet relayed from another edge for a remote publisher.
