@@ -430,14 +430,18 @@ impl Worker {
                 continue;
             }
             self.files.insert(path.clone(), mark);
-            let file = path.display().to_string();
+            // Named by file name only: `/api/plugins` is public, the node's paths are not.
+            let file = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
             match self.load_package(&path) {
                 Ok(code) => {
                     self.refused.remove(&file);
                     changed |= self.install(now, code, &file);
                 }
                 Err(reason) => {
-                    warn!(package = %file, %reason, "plugin package refused");
+                    warn!(package = %file, dir = %self.settings.dir.display(), %reason, "plugin package refused");
                     self.refused.insert(file, reason);
                     self.dirty = true;
                 }
