@@ -154,6 +154,24 @@ async fn open_poll(teacher: &mut ClassClient, create: Value) -> Value {
     poll
 }
 
+/// Waits until the teacher's polls panel shows these counts.
+async fn wait_for_counts(teacher: &mut ClassClient, counts: &[u64]) {
+    view_where(teacher, "polls", Audience::Teachers, |v| bars(v) == counts).await;
+}
+
+/// Waits until a student's own polls panel marks `choice` as theirs.
+async fn wait_for_own_choice(student: &mut ClassClient, id: &str, choice: usize) {
+    let audience = Audience::Participant {
+        id: id.parse().expect("id"),
+    };
+    view_where(student, "polls", audience, |v| {
+        blocks(v)
+            .iter()
+            .any(|b| b["type"] == "choices" && b["selected"] == json!([choice]))
+    })
+    .await;
+}
+
 /// A student's single-choice vote.
 async fn vote(student: &mut ClassClient, poll: &Value, choice: usize) -> Seq {
     act(
@@ -299,24 +317,9 @@ async fn polls_and_qa_run_in_a_class_keep_private_records_private_and_survive_a_
     vote(&mut ana, &poll_id, 0).await;
     vote(&mut ben, &poll_id, 2).await;
     vote(&mut ben, &poll_id, 1).await;
-    view_where(&mut teacher, "polls", Audience::Teachers, |v| {
-        bars(v) == [1, 1, 0]
-    })
-    .await;
+    wait_for_counts(&mut teacher, &[1, 1, 0]).await;
     // Ana sees her own choice marked, in a panel for her alone.
-    view_where(
-        &mut ana,
-        "polls",
-        Audience::Participant {
-            id: "ana".parse().expect("id"),
-        },
-        |v| {
-            blocks(v)
-                .iter()
-                .any(|b| b["type"] == "choices" && b["selected"] == json!([0]))
-        },
-    )
-    .await;
+    wait_for_own_choice(&mut ana, "ana", 0).await;
 
     // A refused action comes back to the one who acted, and nobody else.
     let bad = act(
@@ -382,10 +385,7 @@ async fn polls_and_qa_run_in_a_class_keep_private_records_private_and_survive_a_
     );
     let mut ana = join(&node, "ana", Role::Student).await;
     vote(&mut ana, &poll_id, 2).await;
-    view_where(&mut teacher, "polls", Audience::Teachers, |v| {
-        bars(v) == [0, 1, 1]
-    })
-    .await;
+    wait_for_counts(&mut teacher, &[0, 1, 1]).await;
 
     // Q&A beside it: questions sorted by votes for the teacher.
     let mut ben = join(&node, "ben", Role::Student).await;
@@ -541,10 +541,7 @@ async fn a_hostile_plugin_is_contained_while_the_class_and_a_poll_go_on() {
 
     // The poll in the other plugin goes on.
     vote(&mut ana, &poll["poll"], 0).await;
-    view_where(&mut teacher, "polls", Audience::Teachers, |v| {
-        bars(v) == [1, 0]
-    })
-    .await;
+    wait_for_counts(&mut teacher, &[1, 0]).await;
 
     // Rebuilt after its backoff, it works again and shows healthy.
     act(&mut teacher, "hostile", "count", json!({})).await;
@@ -626,10 +623,7 @@ async fn a_hostile_plugin_is_contained_while_the_class_and_a_poll_go_on() {
         .expect("answered"),
     );
     vote(&mut ana, &poll["poll"], 1).await;
-    view_where(&mut teacher, "polls", Audience::Teachers, |v| {
-        bars(v) == [0, 1]
-    })
-    .await;
+    wait_for_counts(&mut teacher, &[0, 1]).await;
 
     // Off and on again: a fresh start from the log, healthy.
     acked(
@@ -669,10 +663,7 @@ async fn a_new_version_is_loaded_into_a_running_class_and_keeps_its_state() {
     .await;
     wait_for_ballot(&mut ana).await;
     vote(&mut ana, &poll["poll"], 2).await;
-    view_where(&mut teacher, "polls", Audience::Teachers, |v| {
-        bars(v) == [0, 0, 1]
-    })
-    .await;
+    wait_for_counts(&mut teacher, &[0, 0, 1]).await;
 
     // A new version appears in the plugin directory while the class runs.
     let started = Instant::now();
@@ -693,10 +684,7 @@ async fn a_new_version_is_loaded_into_a_running_class_and_keeps_its_state() {
 
     // The new version has the old one's votes: Ben's vote adds to Ana's.
     vote(&mut ben, &poll["poll"], 0).await;
-    view_where(&mut teacher, "polls", Audience::Teachers, |v| {
-        bars(v) == [1, 0, 1]
-    })
-    .await;
+    wait_for_counts(&mut teacher, &[1, 0, 1]).await;
     // The status is published at most a moment after the change.
     let mut listed = plugin_list(&node).await;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -742,23 +730,8 @@ async fn a_student_on_another_edge_votes_in_a_poll_run_by_the_home() {
     // panels come back over the log.
     wait_for_ballot(&mut ana).await;
     vote(&mut ana, &poll["poll"], 1).await;
-    view_where(&mut teacher, "polls", Audience::Teachers, |v| {
-        bars(v) == [0, 1]
-    })
-    .await;
-    view_where(
-        &mut ana,
-        "polls",
-        Audience::Participant {
-            id: "ana".parse().expect("id"),
-        },
-        |v| {
-            blocks(v)
-                .iter()
-                .any(|b| b["type"] == "choices" && b["selected"] == json!([1]))
-        },
-    )
-    .await;
+    wait_for_counts(&mut teacher, &[0, 1]).await;
+    wait_for_own_choice(&mut ana, "ana", 1).await;
     assert!(
         ana.events.iter().all(|e| !matches!(
             e.body,
