@@ -66,6 +66,12 @@ pub struct FileConfig {
     pub trusted_issuers: Option<Vec<String>>,
     /// This edge's name for people ("North campus"), shown beside the participants it serves.
     pub edge_name: Option<String>,
+    /// The base URL browsers reach this edge at (`https://north.example.org:8443`): where other
+    /// edges send the participants they place here. Default: the HTTP address and scheme.
+    pub public_url: Option<String>,
+    /// The campus networks this edge serves (`10.20.0.0/16`): a browser joining from one of
+    /// them, through any edge of the cluster, is placed here.
+    pub campus_networks: Option<Vec<String>>,
 }
 
 /// Another edge of the cluster.
@@ -124,6 +130,10 @@ pub struct Config {
     pub trusted_issuers: Vec<String>,
     /// `None`: named after its node id.
     pub edge_name: Option<String>,
+    /// Checked with [`crate::placement::parse_origin`]; `None`: made from the HTTP address.
+    pub public_url: Option<String>,
+    /// At most [`crate::placement::PREFIXES_PER_EDGE_MAX`].
+    pub campus_networks: Vec<crate::placement::Prefix>,
 }
 
 /// Default class commands per second per participant.
@@ -180,6 +190,8 @@ impl FileConfig {
             issuer_key: other.issuer_key.or(self.issuer_key),
             trusted_issuers: other.trusted_issuers.or(self.trusted_issuers),
             edge_name: other.edge_name.or(self.edge_name),
+            public_url: other.public_url.or(self.public_url),
+            campus_networks: other.campus_networks.or(self.campus_networks),
         }
     }
 
@@ -274,6 +286,26 @@ impl FileConfig {
             ),
             None => None,
         };
+        let public_url = match &self.public_url {
+            Some(text) => Some(
+                crate::placement::parse_origin(text)
+                    .map_err(|e| ConfigError::Invalid(format!("public_url: {e}")))?,
+            ),
+            None => None,
+        };
+        let networks = self.campus_networks.unwrap_or_default();
+        if networks.len() > crate::placement::PREFIXES_PER_EDGE_MAX {
+            return Err(ConfigError::Invalid(format!(
+                "campus_networks: at most {} networks per edge, not {}",
+                crate::placement::PREFIXES_PER_EDGE_MAX,
+                networks.len()
+            )));
+        }
+        let campus_networks = networks
+            .iter()
+            .map(|text| text.parse::<crate::placement::Prefix>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::Invalid(format!("campus_networks: {e}")))?;
         let mut plugin_keys = Vec::new();
         for key in self.plugin_keys.unwrap_or_default() {
             let key = key.trim().to_ascii_lowercase();
@@ -311,6 +343,8 @@ impl FileConfig {
             issuer_key: self.issuer_key,
             trusted_issuers: self.trusted_issuers.unwrap_or_default(),
             edge_name,
+            public_url,
+            campus_networks,
         })
     }
 }
@@ -360,5 +394,37 @@ mod tests {
             advertised.settle().expect("valid").media_public_addr,
             "10.0.0.5:9000".parse().expect("addr")
         );
+    }
+
+    #[test]
+    fn placement_settings_are_checked() {
+        let file: FileConfig = toml::from_str(
+            "public_url = \"https://North.example.org:8443/\"\ncampus_networks = [\"10.20.0.0/16\", \"2001:db8::/32\"]",
+        )
+        .expect("valid");
+        let config = file.settle().expect("valid");
+        assert_eq!(
+            config.public_url.as_deref(),
+            Some("https://north.example.org:8443")
+        );
+        assert_eq!(config.campus_networks.len(), 2);
+
+        let error = |file: FileConfig| file.settle().expect_err("refused").to_string();
+        let bad_url = FileConfig {
+            public_url: Some("north.example.org/classes".into()),
+            ..FileConfig::default()
+        };
+        assert!(error(bad_url).contains("public_url"));
+        let bad_network = FileConfig {
+            campus_networks: Some(vec!["10.20.0.0/33".into()]),
+            ..FileConfig::default()
+        };
+        let message = error(bad_network);
+        assert!(message.contains("campus_networks") && message.contains("10.20.0.0/33"), "{message}");
+        let too_many = FileConfig {
+            campus_networks: Some(vec!["10.0.0.0/8".into(); crate::placement::PREFIXES_PER_EDGE_MAX + 1]),
+            ..FileConfig::default()
+        };
+        assert!(error(too_many).contains("at most"));
     }
 }

@@ -1,12 +1,18 @@
 //! The HTTP edge: WHIP and WHEP signaling, the join endpoint, the classroom WebSocket, health,
 //! metrics and the embedded web client.
 //!
+//! The join endpoint also places the participant (`crate::placement`): on this edge or on a
+//! peer whose fresh report and live link make it a candidate, answering with the edge, the
+//! reason and, for another edge, where the browser goes next. `GET /api/edges` lists the same
+//! candidates for the browser to time.
+//!
 //! Every request is checked here before anything reaches the media task or presence: token,
 //! session, role, content type, size. A refusal is a status code the standards name, with a
 //! plain-text (or, for the JSON API, JSON) reason, and is counted in `/metrics`. Tokens are
 //! never logged.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +20,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -27,7 +33,9 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::assets::{self, DECK_MANIFEST_TYPE};
+use crate::log::NodeId;
 use crate::media::{MediaHandle, MediaUnavailable, RemoveOutcome};
+use crate::placement::{self, EdgeReport, REPORT_FRESH_MAX, RTT_MS_MAX, RTTS_MAX};
 use crate::presence::{CLIENT_OUTBOUND_QUEUE_MAX, PresenceHandle, Who};
 use crate::sessions::{SessionsHandle, ToClient};
 use crate::sfu::{AddPeerError, PeerKind, PeerSpec};
@@ -62,6 +70,11 @@ pub struct AppState {
     pub edge: multistream_proto::wire::EdgeView,
     /// The peer plane, when this edge has peers.
     pub peers: Option<Arc<crate::peer::PeerPlane>>,
+    /// The relay links, which keep each peer's latest report about itself (for placement).
+    pub relay_links: Arc<crate::relay::link::RelayLinks>,
+    /// This edge's own report: its URL, campus networks and current load.
+    pub edge_report: tokio::sync::watch::Receiver<EdgeReport>,
+    pub placements: Arc<PlacementCounters>,
     pub refusals: Arc<Refusals>,
     pub next_connection: Arc<AtomicU64>,
 }
@@ -86,6 +99,127 @@ impl Refusals {
             .map(|counts| counts.clone())
             .unwrap_or_default()
     }
+}
+
+/// Why a join was placed where it was, as the metrics label it: the rules of
+/// [`placement::Reason`], and the two reasons a join stays here although another edge was
+/// preferred (this edge's tokens would not be accepted there).
+pub const PLACEMENT_REASONS: [&str; 6] = [
+    "campus",
+    "nearest",
+    "least_loaded",
+    "only_choice",
+    "no_cluster_issuer",
+    "issuer_mismatch",
+];
+
+/// Counts of placement decisions by reason, and of joins sent to another edge.
+#[derive(Default)]
+pub struct PlacementCounters {
+    decisions: [AtomicU64; PLACEMENT_REASONS.len()],
+    redirects: AtomicU64,
+}
+
+impl PlacementCounters {
+    fn count(&self, reason: &str, redirected: bool) {
+        if let Some(i) = PLACEMENT_REASONS.iter().position(|r| *r == reason) {
+            self.decisions[i].fetch_add(1, Ordering::Relaxed);
+        }
+        if redirected {
+            self.redirects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The two families in Prometheus text.
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(1024);
+        out.push_str(
+            "# HELP multistream_placement_decisions_total Joins placed, by the reason for the edge chosen.\n\
+             # TYPE multistream_placement_decisions_total counter\n",
+        );
+        for (reason, count) in PLACEMENT_REASONS.iter().zip(&self.decisions) {
+            let _ = writeln!(
+                out,
+                "multistream_placement_decisions_total{{reason=\"{reason}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let _ = write!(
+            out,
+            "# HELP multistream_placement_redirects_total Joins sent on to another edge.\n\
+             # TYPE multistream_placement_redirects_total counter\n\
+             multistream_placement_redirects_total {}\n",
+            self.redirects.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+/// An edge a participant could be placed on, as this edge knows it now.
+#[derive(Debug, Clone)]
+pub struct KnownEdge {
+    pub id: NodeId,
+    /// Its base URL, checked with [`placement::parse_origin`].
+    pub url: String,
+    pub report: EdgeReport,
+    /// Whether it is this edge.
+    pub this: bool,
+}
+
+/// This edge, then every peer whose report is fresh (younger than [`REPORT_FRESH_MAX`]), whose
+/// peer link is up and whose URL is usable; in a stable order (by node id after this edge).
+pub fn known_edges(state: &AppState) -> Vec<KnownEdge> {
+    let own = state.edge_report.borrow().clone();
+    let mut edges = vec![KnownEdge {
+        id: NodeId(state.edge.id.clone()),
+        url: placement::parse_origin(&own.url).unwrap_or_default(),
+        report: own,
+        this: true,
+    }];
+    let links = state
+        .peers
+        .as_ref()
+        .map(|plane| plane.links())
+        .unwrap_or_default();
+    let mut peers: Vec<KnownEdge> = state
+        .relay_links
+        .reports()
+        .into_iter()
+        .filter(|(peer, _, age)| {
+            *age < REPORT_FRESH_MAX && links.iter().any(|link| link.peer == peer.0 && link.up)
+        })
+        .filter_map(|(id, report, _)| {
+            let url = placement::parse_origin(&report.url).ok()?;
+            Some(KnownEdge {
+                id,
+                url,
+                report,
+                this: false,
+            })
+        })
+        .collect();
+    peers.sort_by(|a, b| a.id.cmp(&b.id));
+    edges.extend(peers);
+    edges
+}
+
+/// The origins of every edge of the cluster this edge has heard from (fresh or not), for the
+/// pages' Content-Security-Policy: a page may time them, and move its connection to one of them
+/// when its own edge is gone.
+pub fn cluster_origins(state: &AppState) -> Vec<String> {
+    let mut origins: Vec<String> = state
+        .relay_links
+        .reports()
+        .into_iter()
+        .filter_map(|(_, report, _)| placement::parse_origin(&report.url).ok())
+        .collect();
+    if let Ok(own) = placement::parse_origin(&state.edge_report.borrow().url) {
+        origins.push(own);
+    }
+    origins.sort();
+    origins.dedup();
+    origins
 }
 
 /// A refused request: status, a stable reason label and a message for people.
@@ -161,21 +295,31 @@ pub fn router(state: AppState) -> Router {
         .route("/s/{session}", get(web::classroom))
         .route("/assets/{file}", get(web::asset))
         .route("/healthz", get(healthz))
+        .route("/api/edges", get(edge_list))
         .route("/metrics", get(metrics))
         .route("/whip/{session}", post(whip_offer).options(whip_options))
         .route(
             "/whip/{session}/{resource}",
-            delete(whip_delete).patch(no_trickle),
+            delete(whip_delete)
+                .patch(no_trickle)
+                .options(whip_options),
         )
         .route("/whep/{session}", post(whep_offer).options(whip_options))
         .route(
             "/whep/{session}/{resource}",
-            delete(whep_delete).patch(no_trickle),
+            delete(whep_delete)
+                .patch(no_trickle)
+                .options(whip_options),
         )
-        .route("/api/sessions/{session}/join", post(join))
+        .route(
+            "/api/sessions/{session}/join",
+            post(join).options(api_options),
+        )
         .route(
             "/api/sessions/{session}/assets",
-            post(upload_asset).layer(axum::extract::DefaultBodyLimit::max(ASSET_BYTES_MAX)),
+            post(upload_asset)
+                .layer(axum::extract::DefaultBodyLimit::max(ASSET_BYTES_MAX))
+                .options(api_options),
         )
         .route("/api/assets/{address}", get(download_asset))
         .route("/api/plugins", get(plugin_list))
@@ -184,9 +328,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// WHIP and WHEP players may run on other origins (a streaming tool's web page): allow them to
-/// call the endpoints and read the `Location` header. Credentials are bearer tokens, never
-/// cookies, so this grants nothing a page could not already do with the token.
+/// WHIP and WHEP players may run on other origins (a streaming tool's web page), and a class page
+/// served by one edge of a cluster talks to another when its own is gone: allow them to call the
+/// endpoints and read the `Location` header. Credentials are bearer tokens, never cookies, so
+/// this grants nothing a page could not already do with the token.
 async fn cross_origin(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
@@ -222,6 +367,22 @@ async fn whip_options() -> Response {
         .into_response()
 }
 
+/// The preflight of a cross-origin JSON or upload request with a bearer token.
+async fn api_options() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ALLOW, "OPTIONS, POST"),
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "OPTIONS, POST"),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "Authorization, Content-Type",
+            ),
+        ],
+    )
+        .into_response()
+}
+
 /// Trickle ICE and ICE restarts are not supported: the node is ICE-lite and learns the client's
 /// address from its connectivity checks, so the client never needs to send candidates.
 async fn no_trickle() -> Response {
@@ -233,8 +394,34 @@ async fn no_trickle() -> Response {
         .into_response()
 }
 
+/// Also what browsers time to find their nearest edge: static, never cached, and readable from
+/// any origin (the `cross_origin` layer).
 async fn healthz() -> Response {
-    axum::Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })),
+    )
+        .into_response()
+}
+
+/// The edges a participant could be placed on (this one and every peer with a fresh report and
+/// a live link): what a browser needs to time each one's `/healthz` before it joins.
+async fn edge_list(State(state): State<AppState>) -> Response {
+    let edges: Vec<serde_json::Value> = known_edges(&state)
+        .into_iter()
+        .map(|edge| {
+            serde_json::json!({
+                "id": edge.id.0,
+                "name": edge.report.name,
+                "url": edge.url,
+                "this": edge.this,
+            })
+        })
+        .collect();
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(serde_json::json!({ "edges": edges })),
+    )
         .into_response()
 }
 
@@ -535,11 +722,131 @@ async fn end_resource(
 #[serde(deny_unknown_fields)]
 struct JoinRequest {
     name: String,
+    /// Round-trip times the browser measured to edges (node id → milliseconds).
+    #[serde(default)]
+    rtts: Option<BTreeMap<String, f64>>,
 }
 
-/// Trades an invitation for a personal access token with a fresh participant id.
+/// Longest node id read from a join's round-trip times (an iroh node id is 64 hex digits).
+const RTT_KEY_CHARS_MAX: usize = 128;
+
+/// Checks the round-trip times a browser sent; ids of edges this edge does not know are kept
+/// (and never match a candidate).
+fn parse_rtts(rtts: Option<BTreeMap<String, f64>>) -> Result<Vec<(NodeId, Duration)>, Refusal> {
+    let rtts = rtts.unwrap_or_default();
+    if rtts.len() > RTTS_MAX {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "bad_rtts",
+            format!("at most {RTTS_MAX} round-trip times, not {}", rtts.len()),
+        ));
+    }
+    rtts.into_iter()
+        .map(|(node, ms)| {
+            if node.is_empty() || node.len() > RTT_KEY_CHARS_MAX {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_rtts",
+                    format!("round-trip times are keyed by node id (1 to {RTT_KEY_CHARS_MAX} characters)"),
+                ));
+            }
+            if !(0.0..=RTT_MS_MAX).contains(&ms) {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_rtts",
+                    format!("a round-trip time is 0 to {RTT_MS_MAX} ms, not {ms}"),
+                ));
+            }
+            Ok((NodeId(node), Duration::from_secs_f64(ms / 1000.0)))
+        })
+        .collect()
+}
+
+/// Where a join goes: the edge, the placement for the answer (`reason` and its details), and
+/// whether the browser is sent on.
+struct Placed {
+    edge: KnownEdge,
+    placement: serde_json::Value,
+    redirect: bool,
+}
+
+/// Places a participant whose browser comes from `client` and measured `rtts`: the rule's
+/// choice, unless that edge would not accept a token this edge signs (then here, saying why).
+fn place(state: &AppState, client: std::net::IpAddr, rtts: &[(NodeId, Duration)]) -> Placed {
+    let edges = known_edges(state);
+    let this = NodeId(state.edge.id.clone());
+    let candidates: Vec<placement::Candidate> = edges
+        .iter()
+        // A peer reached by its report and its live link; one that gave no URL cannot be sent to.
+        .filter(|edge| edge.this || !edge.url.is_empty())
+        .map(|edge| edge.report.candidate(edge.id.clone(), true))
+        .collect();
+    let decision = placement::choose(&this, client.to_canonical(), &candidates, rtts);
+    let here = || edges.iter().find(|edge| edge.this).cloned();
+    let chosen = edges.iter().find(|edge| edge.id == decision.edge).cloned();
+    let mut placement = serde_json::json!({ "reason": decision.reason.as_str() });
+    match &decision.reason {
+        placement::Reason::Campus { network } => placement["network"] = network.clone().into(),
+        placement::Reason::Nearest { rtt_ms } => placement["rtt_ms"] = (*rtt_ms).into(),
+        placement::Reason::LeastLoaded | placement::Reason::OnlyChoice => {}
+    }
+    let Some(chosen) = chosen.or_else(here) else {
+        // This edge is always first in `known_edges`; kept total all the same.
+        return Placed {
+            edge: KnownEdge {
+                id: this,
+                url: String::new(),
+                report: state.edge_report.borrow().clone(),
+                this: true,
+            },
+            placement,
+            redirect: false,
+        };
+    };
+    if chosen.this {
+        return Placed {
+            edge: chosen,
+            placement,
+            redirect: false,
+        };
+    }
+    let stay_because = if !state.issuer.is_cluster() {
+        Some("no_cluster_issuer")
+    } else if chosen.report.issuer != state.issuer.name() {
+        Some("issuer_mismatch")
+    } else {
+        None
+    };
+    match (stay_because, here()) {
+        (Some(reason), Some(here)) => {
+            let rule = placement;
+            Placed {
+                edge: here,
+                placement: serde_json::json!({
+                    "reason": reason,
+                    "preferred": {
+                        "id": chosen.id.0,
+                        "name": chosen.report.name,
+                        "url": chosen.url,
+                    },
+                    "rule": rule,
+                }),
+                redirect: false,
+            }
+        }
+        _ => Placed {
+            edge: chosen,
+            placement,
+            redirect: true,
+        },
+    }
+}
+
+/// Trades an invitation for a personal access token with a fresh participant id, and places the
+/// participant: on this edge, or on another one the browser is sent to (`redirect`).
 async fn join(
     State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Path(session): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -556,10 +863,15 @@ async fn join(
             Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the request body is too large")
         })?;
         let request: JoinRequest = serde_json::from_slice(&bytes).map_err(|error| {
-            Refusal::new(StatusCode::BAD_REQUEST, "bad_json", format!("expected {{\"name\": \"…\"}}: {error}"))
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                format!("expected {{\"name\": \"…\", \"rtts\": {{\"<node id>\": <ms>}}}} (rtts optional): {error}"),
+            )
         })?;
         let name = multistream_proto::claims::validate_display_name(&request.name)
             .map_err(|error| Refusal::new(StatusCode::BAD_REQUEST, "bad_name", error.to_string()))?;
+        let rtts = parse_rtts(request.rtts)?;
         let claims = Claims {
             iss: state.issuer.name().to_owned(),
             sub: fresh_participant_id(invite.role),
@@ -571,8 +883,31 @@ async fn join(
             iat: now,
             exp: invite.exp.min(now + ACCESS_TOKEN_LIFETIME_SECS),
         };
-        info!(session = %claims.sid, participant = %claims.sub, role = claims.role.as_str(), "joined by invitation");
-        Ok(axum::Json(serde_json::json!({ "token": state.issuer.sign(&claims) })).into_response())
+        let placed = place(&state, client.ip(), &rtts);
+        let reason = placed.placement["reason"].as_str().unwrap_or("only_choice");
+        state.placements.count(reason, placed.redirect);
+        info!(
+            session = %claims.sid,
+            participant = %claims.sub,
+            role = claims.role.as_str(),
+            edge = %placed.edge.report.name,
+            reason,
+            redirect = placed.redirect,
+            "joined by invitation"
+        );
+        let mut answer = serde_json::json!({
+            "token": state.issuer.sign(&claims),
+            "edge": {
+                "id": placed.edge.id.0,
+                "name": placed.edge.report.name,
+                "url": placed.edge.url,
+            },
+            "placement": placed.placement,
+        });
+        if placed.redirect {
+            answer["redirect"] = format!("{}/s/{}", placed.edge.url, claims.sid).into();
+        }
+        Ok(axum::Json(answer).into_response())
     }
     .await;
     result.unwrap_or_else(|refusal: Refusal| {
@@ -997,7 +1332,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let connections = state.presence.connections().await;
     let log = state.sessions.counters().await;
     let plugins = Some(state.plugins.status());
-    let text = crate::metrics::render(
+    let mut text = crate::metrics::render(
         &snapshot,
         connections,
         &state.refusals.snapshot(),
@@ -1006,6 +1341,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         &state.peers.as_ref().map(|p| p.links()).unwrap_or_default(),
         plugins.as_ref(),
     );
+    text.push_str(&state.placements.render());
     (
         [(
             header::CONTENT_TYPE,

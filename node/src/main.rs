@@ -110,6 +110,14 @@ struct RunArgs {
     /// The cluster issuer key (from `issuer-key`), shared by every edge of the cluster.
     #[arg(long)]
     issuer_key: Option<PathBuf>,
+    /// The base URL browsers reach this edge at, e.g. https://north.example.org:8443; other
+    /// edges send participants here [default: from --http and the scheme].
+    #[arg(long)]
+    public_url: Option<String>,
+    /// A campus network this edge serves, e.g. 10.20.0.0/16: browsers joining from it are
+    /// placed on this edge; repeat for each.
+    #[arg(long = "campus-network")]
+    campus_networks: Vec<String>,
     /// A public key (hex) whose tokens this node accepts besides its own and the cluster's;
     /// repeat for each.
     #[arg(long = "trust-issuer")]
@@ -234,6 +242,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         plugin_cache_dir: args.plugin_cache,
         issuer_key: args.issuer_key,
         edge_name: args.edge_name,
+        public_url: args.public_url,
+        campus_networks: (!args.campus_networks.is_empty()).then_some(args.campus_networks),
         trusted_issuers: (!args.trusted_issuers.is_empty()).then_some(args.trusted_issuers),
         ..FileConfig::default()
     };

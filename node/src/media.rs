@@ -13,6 +13,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
 use crate::presence::{PresenceHandle, Who};
+use crate::relay::edge::RelayShell;
+pub use crate::relay::edge::{RelaySetup, RelaySnapshot};
+use crate::relay::link::RelayInput;
 use crate::sfu::{
     AddPeerError, Output, PeerId, PeerKind, PeerSpec, Sfu, SfuCounters, SfuEvent, SfuGauges,
 };
@@ -31,6 +34,9 @@ const DATAGRAM_BYTES_MAX: usize = 2_047;
 /// of one per packet. 32 datagrams fanned out to a full session
 /// ([`crate::sfu::SESSION_PEERS_MAX`]) stay within the core's [`crate::sfu::TRANSMIT_QUEUE_MAX`].
 const RECEIVE_BATCH_MAX: usize = 32;
+
+/// Inputs from other edges handled before outputs are flushed.
+const RELAY_BATCH_MAX: usize = 64;
 
 /// A peer as the shell knows it: the public resource name and who owns it.
 #[derive(Debug, Clone)]
@@ -66,6 +72,8 @@ pub struct MediaSnapshot {
     pub counters: SfuCounters,
     pub gauges: SfuGauges,
     pub socket: SocketCounters,
+    /// Media relayed between edges (a node with peers).
+    pub relay: Option<RelaySnapshot>,
 }
 
 enum Command {
@@ -180,6 +188,7 @@ pub fn spawn(
     sfu: Sfu,
     candidate_addr: SocketAddr,
     presence: PresenceHandle,
+    relay: Option<RelaySetup>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(MediaHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(MEDIA_COMMAND_QUEUE_MAX);
@@ -197,6 +206,13 @@ pub fn spawn(
                         return;
                     }
                 };
+                let (relay, relay_in) = match relay {
+                    Some(setup) => (
+                        Some(RelayShell::new(Instant::now(), setup.node, setup.links)),
+                        Some(setup.inbound),
+                    ),
+                    None => (None, None),
+                };
                 let task = MediaTask {
                     socket,
                     sfu,
@@ -204,12 +220,13 @@ pub fn spawn(
                     presence,
                     resources: HashMap::new(),
                     by_peer: HashMap::new(),
+                    relay,
                 };
                 info!(
                     segmentation = task.socket.segmentation(),
                     "media engine running"
                 );
-                task.run(rx, shutdown).await;
+                task.run(rx, relay_in, shutdown).await;
             });
         })?;
     Ok((MediaHandle { tx }, join))
@@ -222,22 +239,44 @@ struct MediaTask {
     presence: PresenceHandle,
     resources: HashMap<String, Resource>,
     by_peer: HashMap<PeerId, String>,
+    relay: Option<RelayShell>,
 }
 
 impl MediaTask {
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
+        mut relay_in: Option<mpsc::Receiver<RelayInput>>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let mut inputs = Vec::with_capacity(RELAY_BATCH_MAX);
         loop {
             let deadline = self.flush().await;
+            let from_edges = async {
+                match relay_in.as_mut() {
+                    Some(rx) => rx.recv_many(&mut inputs, RELAY_BATCH_MAX).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
                 command = commands.recv() => match command {
                     Some(command) => self.command(command),
                     None => break,
+                },
+                received = from_edges => {
+                    if received == 0 {
+                        // The peer plane stopped: the node is shutting down.
+                        relay_in = None;
+                    }
+                    let now = Instant::now();
+                    if let Some(relay) = self.relay.as_mut() {
+                        for input in inputs.drain(..) {
+                            relay.input(now, input, &mut self.sfu);
+                        }
+                    }
+                    inputs.clear();
                 },
                 readable = self.socket.readable() => match readable {
                     Ok(()) => self.receive().await,
@@ -247,7 +286,11 @@ impl MediaTask {
                     }
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => {
-                    self.sfu.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    self.sfu.handle_timeout(now);
+                    if let Some(relay) = self.relay.as_mut() {
+                        relay.handle_timeout(now, &mut self.sfu);
+                    }
                 }
             }
         }
@@ -281,25 +324,40 @@ impl MediaTask {
         }
     }
 
-    /// Sends every pending datagram, hands events on, and returns the core's next deadline.
+    /// Sends every pending datagram, hands events on, moves media between the SFU core and
+    /// the relay, and returns the next deadline.
     async fn flush(&mut self) -> Instant {
         loop {
-            match self.sfu.poll_output() {
-                Output::Transmit(transmit) => {
-                    self.socket
-                        .send(transmit.destination, &transmit.contents)
-                        .await;
+            let at = loop {
+                match self.sfu.poll_output() {
+                    Output::Transmit(transmit) => {
+                        self.socket
+                            .send(transmit.destination, &transmit.contents)
+                            .await;
+                    }
+                    Output::Event(event) => self.event(event),
+                    Output::Timeout(at) => break at,
                 }
-                Output::Event(event) => self.event(event),
-                Output::Timeout(at) => {
-                    self.socket.flush().await;
-                    return at;
+            };
+            let now = Instant::now();
+            let relay_at = match self.relay.as_mut() {
+                Some(relay) => {
+                    if relay.pump(now, &mut self.sfu) {
+                        continue;
+                    }
+                    relay.poll_timeout(now)
                 }
-            }
+                None => at,
+            };
+            self.socket.flush().await;
+            return at.min(relay_at);
         }
     }
 
     fn event(&mut self, event: SfuEvent) {
+        if let Some(relay) = self.relay.as_mut() {
+            relay.event(Instant::now(), &event, &mut self.sfu);
+        }
         let (peer, live) = match event {
             SfuEvent::PeerConnected { peer, .. } => (peer, true),
             SfuEvent::PeerRemoved { peer, .. } => (peer, false),
@@ -407,6 +465,7 @@ impl MediaTask {
                     counters: self.sfu.counters().clone(),
                     gauges: self.sfu.gauges(),
                     socket: self.socket.counters,
+                    relay: self.relay.as_ref().map(RelayShell::snapshot),
                 });
             }
         }

@@ -249,6 +249,9 @@ pub fn render(
     if !links.is_empty() {
         link_families(&mut out, links);
     }
+    if let Some(relay) = &snapshot.relay {
+        relay_families(&mut out, relay);
+    }
     if let Some(status) = plugins {
         plugin_families(&mut out, status);
     }
@@ -280,6 +283,180 @@ fn link_families(out: &mut String, links: &[crate::peer::LinkView]) {
                 link.peer,
                 rtt.as_secs_f64()
             );
+        }
+    }
+}
+
+fn relay_families(out: &mut String, relay: &crate::media::RelaySnapshot) {
+    let mut family = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    let (core, shell) = (&relay.core, &relay.shell);
+    family(
+        "multistream_relay_imports",
+        "gauge",
+        "Tracks this edge receives from other edges.",
+        relay.imports as u64,
+    );
+    family(
+        "multistream_relay_exports",
+        "gauge",
+        "Tracks this edge sends to other edges, one per (track, edge).",
+        relay.exports as u64,
+    );
+    family(
+        "multistream_relay_remote_publishers",
+        "gauge",
+        "Publishers on other edges that subscribers here can watch.",
+        relay.remote_publishers as u64,
+    );
+    family(
+        "multistream_relay_packets_out_total",
+        "counter",
+        "Relayed packets sent to other edges (one per importing edge).",
+        core.datagrams_out,
+    );
+    family(
+        "multistream_relay_packets_in_total",
+        "counter",
+        "Relayed packets received from other edges.",
+        core.datagrams_in,
+    );
+    family(
+        "multistream_relay_packets_unknown_total",
+        "counter",
+        "Relayed packets on a channel this edge did not subscribe to.",
+        core.datagrams_unknown,
+    );
+    family(
+        "multistream_relay_packets_delivered_total",
+        "counter",
+        "Relayed packets handed to subscribers here.",
+        shell.delivered,
+    );
+    family(
+        "multistream_relay_packets_malformed_total",
+        "counter",
+        "Relayed datagrams or packets that could not be read.",
+        shell.malformed,
+    );
+    family(
+        "multistream_relay_packets_unknown_codec_total",
+        "counter",
+        "Relayed packets whose payload type the origin's codec table does not name.",
+        shell.unknown_codec,
+    );
+    family(
+        "multistream_relay_subscriptions_refused_total",
+        "counter",
+        "Relay subscriptions this edge refused (unknown track, limit, loop, too far).",
+        core.subscriptions_refused,
+    );
+    family(
+        "multistream_relay_keyframe_requests_total",
+        "counter",
+        "Keyframe requests sent toward an origin edge.",
+        core.keyframes_forwarded,
+    );
+    family(
+        "multistream_relay_stalls_total",
+        "counter",
+        "Imports that stopped getting media (a link down or an origin gone quiet).",
+        core.stalls,
+    );
+    family(
+        "multistream_relay_resumes_total",
+        "counter",
+        "Stalled imports whose media came back.",
+        core.resumes,
+    );
+    family(
+        "multistream_relay_catalogs_sent_total",
+        "counter",
+        "Catalogs of relayable publishers sent to other edges.",
+        shell.catalogs_sent,
+    );
+    family(
+        "multistream_relay_catalogs_received_total",
+        "counter",
+        "Catalogs received from other edges.",
+        shell.catalogs_received,
+    );
+    family(
+        "multistream_relay_queued",
+        "gauge",
+        "Relayed datagrams waiting for a connection's buffer.",
+        relay.queued as u64,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP multistream_relay_queue_dropped_total Relayed datagrams shed from full queues, video first.\n# TYPE multistream_relay_queue_dropped_total counter\nmultistream_relay_queue_dropped_total{{kind=\"audio\"}} {}\nmultistream_relay_queue_dropped_total{{kind=\"video\"}} {}",
+        relay.dropped_audio, relay.dropped_video
+    );
+    type Pick = fn(&crate::relay::edge::LinkFigures) -> u64;
+    let per_link: [(&str, &str, &str, Pick); 9] = [
+        (
+            "multistream_relay_link_up",
+            "gauge",
+            "Whether this edge's relay connection to another edge is up.",
+            |l| u64::from(l.up),
+        ),
+        (
+            "multistream_relay_datagrams_sent_total",
+            "counter",
+            "Relay datagrams sent to another edge.",
+            |l| l.datagrams_sent,
+        ),
+        (
+            "multistream_relay_bytes_sent_total",
+            "counter",
+            "Relay datagram bytes sent to another edge (the egress a cascade costs).",
+            |l| l.bytes_sent,
+        ),
+        (
+            "multistream_relay_datagrams_received_total",
+            "counter",
+            "Relay datagrams received from another edge.",
+            |l| l.datagrams_received,
+        ),
+        (
+            "multistream_relay_bytes_received_total",
+            "counter",
+            "Relay datagram bytes received from another edge.",
+            |l| l.bytes_received,
+        ),
+        (
+            "multistream_relay_datagrams_too_large_total",
+            "counter",
+            "Relay datagrams not sent: larger than the path carries.",
+            |l| l.datagrams_too_large,
+        ),
+        (
+            "multistream_relay_datagrams_dropped_inbound_total",
+            "counter",
+            "Relay datagrams received while the media thread had no room for them.",
+            |l| l.datagrams_dropped_inbound,
+        ),
+        (
+            "multistream_relay_messages_dropped_total",
+            "counter",
+            "Relay control messages not sent (queue full or link down) or not taken.",
+            |l| l.messages_dropped,
+        ),
+        (
+            "multistream_relay_messages_malformed_total",
+            "counter",
+            "Relay control messages from another edge that were refused.",
+            |l| l.messages_malformed,
+        ),
+    ];
+    for (name, kind, help, pick) in per_link {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for link in &relay.links {
+            let _ = writeln!(out, "{name}{{peer=\"{}\"}} {}", link.peer, pick(link));
         }
     }
 }

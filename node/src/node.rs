@@ -145,9 +145,6 @@ pub async fn run(
             session_peers_max: config.session_peers_max,
         },
     );
-    let (media, media_thread) =
-        crate::media::spawn(udp, sfu, candidate, presence.clone(), stop_rx.clone())
-            .context("cannot start the media engine")?;
     let store = Arc::new(crate::store::Store::open(
         &config.data_dir.join("store.redb"),
     )?);
@@ -176,6 +173,55 @@ pub async fn run(
         .edge_name
         .clone()
         .unwrap_or_else(|| format!("edge {}", &node_id.0[..8.min(node_id.0.len())]));
+    // Media relayed between edges: links the peer plane keeps, inputs the media thread takes.
+    let peer_ids: Vec<NodeId> = peers.iter().map(|p| NodeId(p.id.to_string())).collect();
+    let relay_links = crate::relay::link::RelayLinks::new(&peer_ids);
+    let (relay_tx, relay_rx) =
+        tokio::sync::mpsc::channel(crate::relay::link::RELAY_INBOUND_QUEUE_MAX);
+    // Where browsers reach this edge: configured, or made from the HTTP address.
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let host = if http_bound.ip().is_unspecified() {
+        config.public_host.clone()
+    } else {
+        http_bound.ip().to_string()
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let base = format!("{scheme}://{host}:{}", http_bound.port());
+    let public_url = config.public_url.clone().unwrap_or_else(|| base.clone());
+    // What this edge tells its peers about itself, for placing participants; its load is kept
+    // current by `report_load` once the server runs.
+    let (edge_report, edge_report_rx) = watch::channel(crate::placement::EdgeReport {
+        name: edge_name.clone(),
+        url: public_url.clone(),
+        networks: config
+            .campus_networks
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        load: 0,
+        capacity: crate::sfu::NODE_PEERS_MAX as u32,
+        issuer: issuer.name().to_owned(),
+    });
+    let placement_links = Arc::clone(&relay_links);
+    let stop_rx_for_load = stop_rx.clone();
+    let relay = (!peers.is_empty()).then(|| crate::media::RelaySetup {
+        node: node_id.clone(),
+        links: Arc::clone(&relay_links),
+        inbound: relay_rx,
+    });
+    let (media, media_thread) = crate::media::spawn(
+        udp,
+        sfu,
+        candidate,
+        presence.clone(),
+        relay,
+        stop_rx.clone(),
+    )
+    .context("cannot start the media engine")?;
     let core = LogCore::new(
         node_id.clone(),
         cluster,
@@ -230,6 +276,11 @@ pub async fn run(
             sessions.clone(),
             Arc::clone(&store),
             peer_rx,
+            crate::peer::RelayPlane {
+                links: relay_links,
+                inbound: relay_tx,
+                report: edge_report_rx,
+            },
             stop_rx,
         )
         .await?;
@@ -247,12 +298,21 @@ pub async fn run(
             name: edge_name,
         },
         peers: peer_plane.clone(),
+        relay_links: placement_links,
+        edge_report: edge_report.subscribe(),
+        placements: Arc::new(crate::http::PlacementCounters::default()),
         refusals: Arc::new(Refusals::default()),
         next_connection: Arc::new(AtomicU64::new(1)),
     };
-    let app = crate::http::router(state).into_make_service();
+    tokio::spawn(report_load(
+        edge_report,
+        state.media.clone(),
+        state.presence.clone(),
+        stop_rx_for_load,
+    ));
+    // With the peer's address, which placement matches against campus networks.
+    let app = crate::http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
-    let scheme = if tls.is_some() { "https" } else { "http" };
     let server = {
         let handle = handle.clone();
         let tls = tls
@@ -286,17 +346,6 @@ pub async fn run(
         })
     };
 
-    let host = if http_bound.ip().is_unspecified() {
-        config.public_host.clone()
-    } else {
-        http_bound.ip().to_string()
-    };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host
-    };
-    let base = format!("{scheme}://{host}:{}", http_bound.port());
     let session = config.demo_session.clone();
     let teacher = mint(
         &issuer,
@@ -346,8 +395,8 @@ pub async fn run(
         "Session \"{session}\", links valid for {} hours:",
         DEMO_LINK_LIFETIME_SECS / 3600
     );
-    println!("  teacher  {base}/s/{session}#token={teacher}");
-    println!("  students {base}/s/{session}#invite={invite}");
+    println!("  teacher  {public_url}/s/{session}#token={teacher}");
+    println!("  students {public_url}/s/{session}#invite={invite}");
     println!();
     println!("Press Ctrl-C to stop.");
     info!(%base, media = %media_bound, "node started");
@@ -377,4 +426,36 @@ pub async fn run(
     }
     println!("Stopped.");
     Ok(())
+}
+
+/// How often this edge's load in its report is brought up to date.
+const LOAD_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Keeps this edge's report to its peers current: its load is the larger of its classroom
+/// connections and its media connections (either can fill an edge), against `NODE_PEERS_MAX`.
+async fn report_load(
+    report: watch::Sender<crate::placement::EdgeReport>,
+    media: crate::media::MediaHandle,
+    presence: PresenceHandle,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(LOAD_REPORT_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = ticks.tick() => {}
+        }
+        let connections = presence.connections().await;
+        let media_peers = media.snapshot().await.map_or(0, |snapshot| {
+            let gauges = &snapshot.gauges;
+            gauges.publishers + gauges.subscribers + gauges.connecting
+        });
+        let load = u32::try_from(connections.max(media_peers)).unwrap_or(u32::MAX);
+        report.send_if_modified(|report| {
+            let changed = report.load != load;
+            report.load = load;
+            changed
+        });
+    }
 }

@@ -60,6 +60,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// Keep-alives on an idle peer connection, so silence means trouble.
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
 
+/// The UDP payload size peer connections start with: an Ethernet path's 1,500 bytes less the
+/// IPv6 and UDP headers.
+const INITIAL_MTU: u16 = 1_452;
+
 /// The key file in the data directory.
 const KEY_FILE: &str = "peer.key";
 
@@ -150,6 +154,16 @@ pub struct PeerCounters {
     pub assets_fetched: AtomicU64,
 }
 
+/// The media relay's side of the peer plane: its links, and where what arrives on them goes
+/// (the media thread).
+#[derive(Clone)]
+pub struct RelayPlane {
+    pub links: Arc<crate::relay::link::RelayLinks>,
+    pub inbound: mpsc::Sender<crate::relay::link::RelayInput>,
+    /// This edge's report about itself, sent to every peer.
+    pub report: watch::Receiver<crate::placement::EdgeReport>,
+}
+
 /// One configured edge.
 #[derive(Debug, Clone)]
 pub struct Peer {
@@ -174,6 +188,7 @@ impl PeerPlane {
         sessions: SessionsHandle,
         store: Arc<Store>,
         outgoing: mpsc::Receiver<Outgoing>,
+        relay: RelayPlane,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<PeerPlane> {
         let idle = IDLE_TIMEOUT
@@ -182,13 +197,23 @@ impl PeerPlane {
         let transport = QuicTransportConfig::builder()
             .max_idle_timeout(Some(idle))
             .keep_alive_interval(KEEP_ALIVE)
+            // Relayed RTP packets (about 1,200 bytes plus the relay's header) must fit in one
+            // datagram; MTU discovery lowers this again on a path that cannot carry it.
+            .initial_mtu(INITIAL_MTU)
             .build();
         let endpoint = Endpoint::builder(presets::Minimal)
             .secret_key(key)
             .transport_config(transport)
             .relay_mode(RelayMode::Disabled)
             .clear_address_lookup()
-            .alpns(vec![LOG_ALPN.to_vec(), ASSET_ALPN.to_vec()])
+            .alpns(vec![
+                LOG_ALPN.to_vec(),
+                ASSET_ALPN.to_vec(),
+                crate::relay::link::RELAY_ALPN.to_vec(),
+            ])
+            // Only the configured address: iroh's defaults would also listen on every IPv6
+            // interface, and offer those addresses to peers.
+            .clear_ip_transports()
             .bind_addr(listen)
             .map_err(|error| anyhow::anyhow!("the peer address {listen} is not usable: {error}"))?
             .bind()
@@ -209,11 +234,25 @@ impl PeerPlane {
         aws_lc_rs::rand::fill(&mut incarnation)
             .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
         let incarnation = u64::from_le_bytes(incarnation).max(1);
+        relay.links.start(
+            endpoint.clone(),
+            peers
+                .iter()
+                .map(|p| {
+                    let address = EndpointAddr::new(p.id).with_ip_addr(p.addr);
+                    (NodeId(p.id.to_string()), address)
+                })
+                .collect(),
+            relay.inbound.clone(),
+            relay.report.clone(),
+            shutdown.clone(),
+        );
         tokio::spawn(accept_loop(
             endpoint.clone(),
             Arc::clone(&allowed),
             sessions,
             store,
+            relay,
             Arc::clone(&counters),
             shutdown.clone(),
         ));
@@ -328,6 +367,7 @@ async fn accept_loop(
     allowed: Arc<HashMap<EndpointId, Arc<PeerState>>>,
     sessions: SessionsHandle,
     store: Arc<Store>,
+    relay: RelayPlane,
     counters: Arc<PeerCounters>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -342,6 +382,7 @@ async fn accept_loop(
         let allowed = Arc::clone(&allowed);
         let sessions = sessions.clone();
         let store = Arc::clone(&store);
+        let relay = relay.clone();
         let counters = Arc::clone(&counters);
         tokio::spawn(async move {
             let connection = match incoming.await {
@@ -360,6 +401,11 @@ async fn accept_loop(
             };
             if connection.alpn() == ASSET_ALPN {
                 serve_asset(connection, store).await;
+                return;
+            }
+            if connection.alpn() == crate::relay::link::RELAY_ALPN {
+                let from = NodeId(remote.to_string());
+                crate::relay::link::serve(relay.links, connection, from, relay.inbound).await;
                 return;
             }
             info!(%remote, "peer connected");

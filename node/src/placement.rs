@@ -9,6 +9,11 @@
 //!
 //! An edge that is unreachable from here, or full, is never chosen. The decision carries its
 //! reason, for the join response and the metrics.
+//!
+//! Besides the rule, this module owns what an edge tells its peers about itself
+//! ([`EdgeReport`]), how a report becomes a [`Candidate`], and the checks on the addresses
+//! browsers are sent to ([`parse_origin`]): a peer's report is believed only within these
+//! limits. The join endpoint (`crate::http`) gathers the candidates and applies the decision.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -22,6 +27,73 @@ pub const RTT_TIE: Duration = Duration::from_millis(5);
 
 /// Campus prefixes per edge, at most.
 pub const PREFIXES_PER_EDGE_MAX: usize = 64;
+
+/// Round-trip times a browser may send with its join, at most: one per edge it measured (a
+/// cluster is a handful of edges; more is a broken or hostile client).
+pub const RTTS_MAX: usize = 16;
+
+/// Largest round-trip time a browser may report, in milliseconds: a minute is already no
+/// connection at all.
+pub const RTT_MS_MAX: f64 = 60_000.0;
+
+/// A peer's report is believed this long: three of its reports missed, and it is not offered.
+pub const REPORT_FRESH_MAX: Duration = crate::relay::link::REPORT_INTERVAL.saturating_mul(3);
+
+/// Longest base URL an edge may have (scheme, host and port).
+pub const ORIGIN_CHARS_MAX: usize = 200;
+
+/// A browser-facing base URL, checked: `http` or `https`, a host name or IP address, an
+/// optional port, nothing else (no path, query, user or fragment; a trailing `/` is dropped).
+/// What passes is safe to put in a `Location`, a JSON answer and a Content-Security-Policy.
+pub fn parse_origin(text: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        format!("{text:?} is not a base URL like https://north.example.org:8443 ({why})")
+    };
+    let trimmed = text.trim().trim_end_matches('/');
+    if trimmed.len() > ORIGIN_CHARS_MAX {
+        return Err(bad("too long"));
+    }
+    let (scheme, rest) = trimmed
+        .split_once("://")
+        .ok_or_else(|| bad("no scheme"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(bad("the scheme is http or https"));
+    }
+    // The host: a bracketed IPv6 address, or a name or IPv4 address; then an optional port.
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (address, after) = inner.split_once(']').ok_or_else(|| bad("an unclosed ["))?;
+        address
+            .parse::<std::net::Ipv6Addr>()
+            .map_err(|_| bad("not an IPv6 address in brackets"))?;
+        (format!("[{address}]"), after)
+    } else {
+        let end = rest.find(':').unwrap_or(rest.len());
+        let (host, after) = rest.split_at(end);
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            && !host.starts_with(['.', '-']);
+        if !host_ok {
+            return Err(bad("the host is a name or an IP address"));
+        }
+        (host.to_ascii_lowercase(), after)
+    };
+    let port = match port {
+        "" => String::new(),
+        _ => {
+            let digits = port.strip_prefix(':').ok_or_else(|| bad("no path, query or fragment"))?;
+            let number: u16 = digits.parse().map_err(|_| bad("the port is a number"))?;
+            if number == 0 {
+                return Err(bad("port 0"));
+            }
+            format!(":{number}")
+        }
+    };
+    Ok(format!("{scheme}://{host}{port}"))
+}
 
 /// An IP network: an address and a prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +142,45 @@ impl std::str::FromStr for Prefix {
 impl std::fmt::Display for Prefix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// What an edge tells its peers about itself every [`crate::relay::link::REPORT_INTERVAL`] (on
+/// its relay link), so each can place participants on any of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct EdgeReport {
+    /// Its name for people ("North campus").
+    pub name: String,
+    /// Where browsers reach it (scheme, host and port), empty if not configured.
+    pub url: String,
+    /// The campus networks it serves, as `10.20.0.0/16` prefixes.
+    pub networks: Vec<String>,
+    /// Participants connected to it now, and how many it takes.
+    pub load: u32,
+    pub capacity: u32,
+    /// The issuer it signs tokens as (`iss`): edges that share a cluster issuer accept each
+    /// other's tokens, so a participant is sent only to an edge whose issuer is ours. Empty from
+    /// an edge that does not say.
+    #[serde(default)]
+    pub issuer: String,
+}
+
+impl EdgeReport {
+    /// This report as a candidate for placement, with `reachable` as this edge sees it. Networks
+    /// that do not parse are left out, and at most [`PREFIXES_PER_EDGE_MAX`] are used.
+    pub fn candidate(&self, node: NodeId, reachable: bool) -> Candidate {
+        Candidate {
+            node,
+            prefixes: self
+                .networks
+                .iter()
+                .take(PREFIXES_PER_EDGE_MAX)
+                .filter_map(|text| text.parse().ok())
+                .collect(),
+            load: self.load as usize,
+            capacity: self.capacity as usize,
+            reachable,
+        }
     }
 }
 
@@ -295,6 +406,60 @@ mod tests {
         let emptiest = choose(&this, home, &edges, &[]);
         assert_eq!(emptiest.edge, node("south"));
         assert_eq!(emptiest.reason, Reason::LeastLoaded);
+    }
+
+    #[test]
+    fn origins_are_checked_and_normalised() {
+        for (text, origin) in [
+            ("https://North.Example.org:8443/", "https://north.example.org:8443"),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("HTTP://[::1]:80", "http://[::1]:80"),
+            ("https://edge", "https://edge"),
+        ] {
+            assert_eq!(parse_origin(text).as_deref(), Ok(origin), "{text}");
+        }
+        for bad in [
+            "",
+            "north.example.org",
+            "ftp://north",
+            "https://north/path",
+            "https://north:0",
+            "https://north:99999",
+            "https://user@north",
+            "https://north?x=1",
+            "https://no rth",
+            "https://north;script-src *",
+            "https://[::1",
+            "https://[nope]:80",
+            "https://",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("https://{}.org", "a".repeat(ORIGIN_CHARS_MAX));
+        assert!(parse_origin(&long).is_err());
+    }
+
+    #[test]
+    fn a_report_becomes_a_candidate_within_its_limits() {
+        let mut networks = vec!["10.1.0.0/16".to_owned(), "not a network".to_owned()];
+        networks.extend((0..100).map(|i| format!("10.2.{i}.0/24")));
+        let report = EdgeReport {
+            name: "North".into(),
+            url: "https://north".into(),
+            networks,
+            load: 3,
+            capacity: 10,
+            issuer: String::new(),
+        };
+        let candidate = report.candidate(node("north"), true);
+        assert_eq!(candidate.prefixes.len(), PREFIXES_PER_EDGE_MAX - 1);
+        assert_eq!((candidate.load, candidate.capacity), (3, 10));
+        // A report from an edge that predates the issuer field still reads.
+        let old: EdgeReport = serde_json::from_str(
+            r#"{"name":"n","url":"","networks":[],"load":0,"capacity":1}"#,
+        )
+        .expect("reads");
+        assert_eq!(old.issuer, "");
     }
 
     #[test]

@@ -219,6 +219,12 @@ impl Issuer {
         &self.name
     }
 
+    /// Whether this is a cluster issuer (`issuer_key`): what it signs, every edge of the
+    /// cluster accepts.
+    pub fn is_cluster(&self) -> bool {
+        self.name.starts_with(CLUSTER_ISSUER_PREFIX)
+    }
+
     /// The raw 32-byte public key.
     pub fn public_key(&self) -> &[u8] {
         self.key.public_key().as_ref()

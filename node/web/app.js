@@ -22,6 +22,21 @@
  * The token comes from the URL fragment (#token= or, after the name form, #invite=) and is kept
  * in sessionStorage so that a reload keeps the same identity; it is never sent in a URL.
  *
+ * Nearest edge: before an invitation is traded for a token, the page asks GET /api/edges which
+ * edges could serve it, times a few requests to each one's /healthz, and sends the fastest times
+ * with the join. The node answers with the edge chosen and why; when that is another edge, the
+ * page goes there, carrying the token in the fragment (#token=…&placed=<reason>) since another
+ * origin's sessionStorage is out of reach. The classroom page says "Joined through <edge>
+ * (<reason>)".
+ *
+ * Another edge when this one is gone: with a token of the cluster's issuer (accepted by every
+ * edge), a page whose WebSocket has not been welcomed for FAILOVER_AFTER_MS tries the other edges
+ * of the last /api/edges list in turn (its own edge stays in the rotation), with the same token
+ * and the last class event applied, so it resumes where it was; media, slides and features then
+ * come from the new edge too (`app.base`). A token signed by one edge's own key is only good on
+ * that edge, so such a page keeps retrying its own. The node's Content-Security-Policy lists the
+ * cluster's edges, so the page may reach them and nothing else.
+ *
  * Feature plugins (polls, Q&A…) run on the node. The teacher switches them on and off from the
  * list GET /api/plugins gives; each one switched on has a panel that shows the latest view the
  * node addressed to this participant, drawn from the view language of plugins/sdk/src/view.rs.
@@ -75,6 +90,9 @@
  *              `${direction}-${source}`, e.g. 'watch-camera'.
  *   state() -> {connected: boolean (WebSocket open and welcomed), you,
  *              edge: the edge serving this page {id (node id), name} | null,
+ *              base: '' (the edge that served the page) or the base URL of the edge the page
+ *              moved to, placement: the "Joined through …" text shown | null,
+ *              moves: times the page moved to another edge,
  *              edges: how many edges the people present are on (this page's included),
  *              roster: [{id, name, role, live, edge, edgeName}] (edge: from the class),
  *              synced: a snapshot was applied, seq: last class event applied, scene, page,
@@ -119,6 +137,35 @@ const WIRE_VERSION = 1;
 /** WebSocket close codes after which retrying cannot help: bad token, not allowed. */
 const WS_CLOSE_UNAUTHORIZED = 4401;
 const WS_CLOSE_FORBIDDEN = 4403;
+
+/** Edges kept from GET /api/edges: a cluster is at most 65 edges (node: CLUSTER_PEERS_MAX and
+ * this one); a longer list is cut. */
+const EDGES_MAX = 65;
+/** Round-trip times sent with a join, at most (node: RTTS_MAX); the edges listed first win. */
+const RTTS_MAX = 16;
+/** Requests timed per edge; the fastest counts (the first also pays for the connection). */
+const RTT_PROBES = 3;
+/** One timing request may take this long; an edge that does not answer is skipped. */
+const RTT_PROBE_TIMEOUT_MS = 1_500;
+/** Largest round-trip time the node accepts, in milliseconds (node: RTT_MS_MAX). */
+const RTT_MS_MAX = 60_000;
+/** A page whose edge has not welcomed it for this long tries the other edges (cluster tokens):
+ * long enough for a restart or a network blip to heal in place. */
+const FAILOVER_AFTER_MS = 5_000;
+/** How often the page refreshes its list of edges while in class. */
+const EDGES_REFRESH_MS = 30_000;
+/** The issuer name of a token every edge of the cluster accepts (node: CLUSTER_ISSUER_PREFIX). */
+const CLUSTER_ISSUER_PREFIX = 'multistream-cluster:';
+/** Why the node placed a join where it did (node: PLACEMENT_REASONS), in words for people; an
+ * empty string says nothing more than the edge's name. */
+const PLACEMENT_WORDS = {
+  campus: 'your campus network',
+  nearest: 'nearest',
+  least_loaded: 'least busy',
+  only_choice: '',
+  no_cluster_issuer: '',
+  issuer_mismatch: '',
+};
 
 /** Chat lines the page keeps, as the node keeps in its class state (CHAT_KEPT_MAX). */
 const CHAT_KEPT_MAX = 500;
@@ -231,6 +278,106 @@ function recall(key) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Edges. The page talks to the edge that served it ('' as a base: relative URLs) unless it moved
+// to another one of the cluster (its base URL, checked).
+
+/** A URL on the edge the page talks to now. */
+const edgeUrl = (path) => `${app.base}${path}`;
+
+/** An edge's base URL as the node gives it (http(s), host, port; nothing else), or null. */
+function edgeBase(text) {
+  if (typeof text !== 'string' || text.length > 200) return null;
+  try {
+    const url = new URL(text);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return null;
+    if (url.pathname !== '/' || url.search || url.hash || url.username || url.password) return null;
+    return url.origin;
+  } catch {
+    return null;
+  }
+}
+
+/** The WebSocket URL of the class on the edge with this base. */
+function socketUrl(base, session) {
+  const where = base ? new URL(base) : window.location;
+  const scheme = where.protocol === 'https:' ? 'wss' : 'ws';
+  return `${scheme}://${where.host}/ws/${encodeURIComponent(session)}`;
+}
+
+/** fetch() that gives up after `ms`. */
+async function fetchWithin(url, ms, init = {}) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), ms);
+  try {
+    return await fetch(url, { ...init, signal: controller.signal });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The edges GET /api/edges on the edge with base `from` lists: [{id, name, url, base}], base
+ * '' for the edge that served this page. Empty when the list cannot be had. */
+async function loadEdges(from) {
+  let answer;
+  try {
+    const response = await fetchWithin(`${from}/api/edges`, RTT_PROBE_TIMEOUT_MS * 2, { cache: 'no-store' });
+    if (!response.ok) return [];
+    answer = await response.json();
+  } catch {
+    return [];
+  }
+  const raw = Array.isArray(answer?.edges) ? answer.edges.slice(0, EDGES_MAX) : [];
+  const edges = [];
+  for (const entry of raw) {
+    if (!isId(entry?.id) || entry.id.length > EDGE_ID_CHARS_MAX) continue;
+    const url = edgeBase(entry.url);
+    const self = entry.this === true && from === '';
+    if (!url && !self) continue;
+    const base = self || url === window.location.origin ? '' : url;
+    const name = String(entry.name ?? '').trim().slice(0, DISPLAY_NAME_CHARS_MAX) || defaultEdgeName(entry.id);
+    edges.push({ id: entry.id, name, url, base });
+  }
+  return edges;
+}
+
+/** The fastest of RTT_PROBES requests to the edge's /healthz, in ms, or null if it does not
+ * answer. */
+async function timeEdge(edge) {
+  let best = null;
+  for (let i = 0; i < RTT_PROBES; i += 1) {
+    const started = performance.now();
+    try {
+      const response = await fetchWithin(`${edge.base}/healthz`, RTT_PROBE_TIMEOUT_MS, { cache: 'no-store', credentials: 'omit' });
+      if (!response.ok) return best;
+      await response.arrayBuffer();
+    } catch {
+      return best; // unreachable, refused by the page's policy, or too slow: skipped
+    }
+    const ms = performance.now() - started;
+    best = best === null ? ms : Math.min(best, ms);
+  }
+  return best;
+}
+
+/** Times every edge (at most RTTS_MAX, in parallel): {node id: ms}. */
+async function measureEdges(edges) {
+  const timed = await Promise.all(edges.slice(0, RTTS_MAX).map(async (edge) => [edge.id, await timeEdge(edge)]));
+  const rtts = {};
+  for (const [id, ms] of timed) {
+    if (ms !== null && Number.isFinite(ms)) rtts[id] = Math.min(RTT_MS_MAX, Math.max(0, Math.round(ms * 10) / 10));
+  }
+  return rtts;
+}
+
+/** "Joined through North campus (nearest)." */
+function placedText(edgeName, reason) {
+  const why = PLACEMENT_WORDS[reason];
+  return why ? `Joined through ${edgeName} (${why}).` : `Joined through ${edgeName}.`;
+}
+
+const isClusterToken = (claims) => typeof claims?.iss === 'string' && claims.iss.startsWith(CLUSTER_ISSUER_PREFIX);
+
+// ---------------------------------------------------------------------------------------------
 // Tokens. The node verifies signatures; the client only reads the payload to choose a view and
 // to say plainly when a link has expired.
 
@@ -329,7 +476,7 @@ class MediaLink {
 
   get #endpoint() {
     const kind = this.direction === 'publish' ? 'whip' : 'whep';
-    return `/${kind}/${encodeURIComponent(this.options.session)}?source=${this.source}`;
+    return edgeUrl(`/${kind}/${encodeURIComponent(this.options.session)}?source=${this.source}`);
   }
 
   get #authorization() {
@@ -358,7 +505,7 @@ class MediaLink {
         body: pc.localDescription.sdp,
       });
       const location = response.ok ? response.headers.get('Location') : null;
-      const resourceUrl = location ? new URL(location, window.location.href).href : null;
+      const resourceUrl = location ? new URL(location, new URL(this.#endpoint, window.location.href)).href : null;
       if (pc !== this.pc) {
         // Stopped or restarted while the offer was in flight: free what the node just made.
         if (resourceUrl) this.#delete(resourceUrl);
@@ -453,9 +600,10 @@ class MediaLink {
 
   /** Tries again at once, skipping the backoff or a permanent failure: used when the node is
    * known to be back (a fresh welcome on the WebSocket) or the browser comes back online. */
-  retryNow() {
+  retryNow(force = false) {
     const waiting = this.health === 'reconnecting' && this.#retryTimer !== null;
-    if (this.health !== 'failed' && !waiting) return;
+    if (this.health === 'stopped' || (!force && this.health !== 'failed' && !waiting)) return;
+    if (force) this.#teardown();
     this.#clearTimers();
     this.attempt = 0;
     this.#set('reconnecting', '');
@@ -482,7 +630,9 @@ class MediaLink {
 }
 
 // ---------------------------------------------------------------------------------------------
-// SessionSocket: the session WebSocket, re-opened with backoff until closed on purpose.
+// SessionSocket: the session WebSocket, re-opened with backoff until closed on purpose. When
+// its edge has not welcomed it for FAILOVER_AFTER_MS, each further attempt goes to the next edge
+// `fallbacks()` names (then back to the page's own), until one welcomes it.
 //
 // state: 'connecting' (first time) | 'open' (welcomed) | 'reconnecting' | 'refused' | 'closed'
 
@@ -490,6 +640,14 @@ class SessionSocket {
   #ws = null;
   #retryTimer = null;
   #welcomeTimer = null;
+  /** When the socket was last lost (0 while welcomed). */
+  #downSince = 0;
+  /** Edges (bases) that refused the token since the last welcome: not tried again until then. */
+  #refusedBases = new Set();
+  /** The edge that welcomed the socket last ('' at first: the page's own). */
+  #welcomedBase = '';
+  /** Whether this outage has already moved the socket to another edge. */
+  #movedInOutage = false;
 
   /**
    * @param {object} options
@@ -499,9 +657,14 @@ class SessionSocket {
    *   the last class event applied, so that the node sends only what was missed
    * @param {(message: object) => void} options.onMessage every server message, parsed
    * @param {() => void} options.onChange state or refusal changed
+   * @param {() => string[]} options.fallbacks other edges' bases to try when this one is gone
+   *   (empty: stay)
+   * @param {(base: string) => void} options.onMoved welcomed by another edge than before
    */
   constructor(options) {
     this.options = options;
+    /** The edge tried or connected now: '' for the page's own, else another edge's base URL. */
+    this.base = '';
     this.state = 'closed';
     this.attempt = 0;
     this.refusal = '';
@@ -555,14 +718,15 @@ class SessionSocket {
 
   #connect(state) {
     this.#retryTimer = null;
-    const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws';
-    const url = `${scheme}://${window.location.host}/ws/${encodeURIComponent(this.options.session)}`;
-    const ws = new WebSocket(url);
+    const base = this.base;
+    const ws = new WebSocket(socketUrl(base, this.options.session));
     this.#ws = ws;
     this.#set(state);
+    // Also bounds the opening itself: an edge whose machine is gone may never answer at all.
+    clearTimeout(this.#welcomeTimer);
+    this.#welcomeTimer = setTimeout(() => ws.close(4000, 'no welcome'), WELCOME_TIMEOUT_MS);
     ws.onopen = () => {
       ws.send(JSON.stringify(this.options.hello()));
-      this.#welcomeTimer = setTimeout(() => ws.close(4000, 'no welcome'), WELCOME_TIMEOUT_MS);
     };
     ws.onmessage = (event) => {
       if (ws !== this.#ws) return;
@@ -575,6 +739,12 @@ class SessionSocket {
       if (message?.type === 'welcome') {
         clearTimeout(this.#welcomeTimer);
         this.attempt = 0;
+        this.#downSince = 0;
+        this.#movedInOutage = false;
+        this.#refusedBases.clear();
+        const moved = base !== this.#welcomedBase;
+        this.#welcomedBase = base;
+        if (moved) this.options.onMoved(base);
         this.#set('open');
       }
       this.options.onMessage(message);
@@ -582,7 +752,10 @@ class SessionSocket {
     ws.onclose = (event) => {
       if (ws !== this.#ws) return;
       clearTimeout(this.#welcomeTimer);
-      if (event.code === WS_CLOSE_UNAUTHORIZED || event.code === WS_CLOSE_FORBIDDEN) {
+      if (event.code === WS_CLOSE_UNAUTHORIZED && base !== this.#welcomedBase) {
+        // Another edge than the one that welcomed us does not take this token: skip it.
+        this.#refusedBases.add(base);
+      } else if (event.code === WS_CLOSE_UNAUTHORIZED || event.code === WS_CLOSE_FORBIDDEN) {
         const reason = event.reason.replace(/[.\s]+$/, '');
         this.refusalCode = event.code;
         this.refusalReason = reason;
@@ -595,10 +768,30 @@ class SessionSocket {
         return;
       }
       this.#ws = null;
-      this.#retryTimer = setTimeout(() => this.#connect('reconnecting'), retryDelayMs(this.attempt));
+      if (!this.#downSince) this.#downSince = Date.now();
+      // The first other edge of an outage is tried after the first delay; then backoff as usual.
+      const first = this.#chooseEdge() && !this.#movedInOutage;
+      if (first) this.#movedInOutage = true;
+      this.#retryTimer = setTimeout(() => this.#connect('reconnecting'), retryDelayMs(first ? 0 : this.attempt));
       this.attempt += 1;
       this.#set('reconnecting');
     };
+  }
+
+  /** Down for FAILOVER_AFTER_MS: the next attempt goes to the next edge in turn (the one that
+   * welcomed us last, then the others). Before that, or without others, it stays. Returns
+   * whether the edge changed. */
+  #chooseEdge() {
+    const before = this.base;
+    if (Date.now() - this.#downSince < FAILOVER_AFTER_MS) return false;
+    const bases = [this.#welcomedBase];
+    for (const base of ['', ...this.options.fallbacks()]) {
+      if (!bases.includes(base) && !this.#refusedBases.has(base)) bases.push(base);
+    }
+    this.base = bases.length < 2
+      ? this.#welcomedBase
+      : bases[(bases.indexOf(this.base) + 1) % bases.length];
+    return this.base !== before;
   }
 
   #set(state) {
@@ -1036,6 +1229,22 @@ const app = {
   you: null,
   /** The edge (server) this page is connected through, from the welcome: {id, name} | null. */
   edge: null,
+  /** Where the page talks to: '' for the edge that served it, or another edge's base URL after
+   * its own was gone. */
+  base: '',
+  /** The cluster's edges, as GET /api/edges last listed them: [{id, name, url, base}]. */
+  edges: [],
+  /** Round-trip times measured before joining: {node id: ms}. */
+  rtts: {},
+  edgesTimer: null,
+  /** Why the node placed this page's join, until the welcome says where it is: a
+   * PLACEMENT_WORDS key | null; then the text shown. */
+  placedReason: null,
+  placement: null,
+  /** Times the page moved to another edge, and the name of the edge it left (until the welcome
+   * of the new one says where it is). */
+  moves: 0,
+  afterMove: null,
   roster: [],
   /** name -> MediaLink; at most one per direction and source. */
   links: new Map(),
@@ -1113,6 +1322,9 @@ function bootClassroom() {
   // bookmarks and screenshots). Kept in sessionStorage: a reload keeps the same identity.
   const fragment = new URLSearchParams(window.location.hash.slice(1));
   const fromLink = fragment.get('token') || fragment.get('invite');
+  // Sent here by another edge's placement: say why once the class welcomes us.
+  const placed = fragment.get('placed');
+  if (placed && Object.hasOwn(PLACEMENT_WORDS, placed)) app.placedReason = placed;
   if (window.location.hash) {
     window.history.replaceState(null, '', window.location.pathname + window.location.search);
   }
@@ -1173,29 +1385,67 @@ function showJoinForm(invite) {
 
     const button = $('join-submit');
     button.disabled = true;
-    setText(button, 'Joining…');
+    setText(button, 'Finding your nearest server…');
+    let leaving = false;
     try {
+      // Time the edges that could serve us; the node weighs the figures with our network.
+      app.edges = await loadEdges('');
+      app.rtts = await measureEdges(app.edges);
+      setText(button, 'Joining…');
+      const body = Object.keys(app.rtts).length ? { name, rtts: app.rtts } : { name };
       const response = await fetch(`/api/sessions/${encodeURIComponent(app.session)}/join`, {
         method: 'POST',
         headers: { Authorization: `Bearer ${invite}`, 'Content-Type': 'application/json' },
-        body: JSON.stringify({ name }),
+        body: JSON.stringify(body),
       });
       if (!response.ok) throw await httpError(response);
-      const { token } = await response.json();
+      const answer = await response.json();
+      const token = answer?.token;
       const claims = decodeToken(token);
       if (!claims) throw new Error('The server sent back a token this page cannot read. Reload and try again.');
-      remember(tokenKey(app.session), token);
+      const reason = Object.hasOwn(PLACEMENT_WORDS, answer?.placement?.reason) ? answer.placement.reason : null;
+      const target = placementTarget(answer?.redirect);
       remember(inviteKey(app.session), null);
+      if (target) {
+        // Another edge serves us better. Its sessionStorage is another origin's: the token goes
+        // in the fragment, which never reaches a server.
+        leaving = true;
+        const edgeName = String(answer?.edge?.name ?? '').slice(0, DISPLAY_NAME_CHARS_MAX) || 'another server';
+        setText(button, `Taking you to ${edgeName}…`);
+        const fragment = new URLSearchParams({ token });
+        if (reason) fragment.set('placed', reason);
+        window.location.assign(`${target}#${fragment}`);
+        return;
+      }
+      remember(tokenKey(app.session), token);
+      app.placedReason = reason;
       enterClass(token, claims);
     } catch (failure) {
       refuse(failure instanceof TypeError
         ? 'The class server cannot be reached. Check your connection and try again.'
         : failure.message);
     } finally {
-      button.disabled = false;
-      setText(button, 'Join the class');
+      if (!leaving) {
+        button.disabled = false;
+        setText(button, 'Join the class');
+      }
     }
   };
+}
+
+/** The classroom URL a join answer sends us to, if it is one: this class on an edge's base URL. */
+function placementTarget(redirect) {
+  if (typeof redirect !== 'string') return null;
+  let url;
+  try {
+    url = new URL(redirect);
+  } catch {
+    return null;
+  }
+  const base = edgeBase(url.origin);
+  const path = `/s/${encodeURIComponent(app.session)}`;
+  if (!base || url.pathname !== path || url.search || url.hash) return null;
+  return `${base}${path}`;
 }
 
 // ---- In class ----
@@ -1211,6 +1461,7 @@ function enterClass(token, claims) {
   app.removed = false;
   app.pending.clear();
   app.boardVersion += 1;
+  app.base = '';
   clearTimeout(app.features.timer);
   app.features = { state: 'idle', offered: [], error: '', attempt: 0, timer: null };
   app.featureSwitches.clear();
@@ -1234,8 +1485,12 @@ function enterClass(token, claims) {
       : { type: 'hello', token }),
     onMessage: onServerMessage,
     onChange: onSocketChange,
+    // Only a cluster token is good on the other edges; with another, stay and retry this one.
+    fallbacks: () => (isClusterToken(claims) ? fallbackBases() : []),
+    onMoved: onEdgeMoved,
   });
   app.socket.open();
+  refreshEdges();
   if (claims.role === 'teacher') loadFeatures();
   if (!app.presenter) {
     if (claims.grants?.subscribe === false) {
@@ -1271,6 +1526,15 @@ function onServerMessage(message) {
     case 'welcome':
       app.you = message.you ?? null;
       app.edge = pageEdge(message.edge);
+      if (app.afterMove && app.edge) {
+        showNotice(`${app.afterMove} stopped answering; you are back in the class through ${app.edge.name}.`);
+        app.afterMove = null;
+      }
+      if (app.placedReason && app.edge) {
+        app.placement = placedText(app.edge.name, app.placedReason);
+        app.placedReason = null;
+        showNotice(app.placement);
+      }
       // The node is reachable again: media that gave up or is waiting out a backoff retries now,
       // and errors from the previous connection no longer apply.
       for (const link of app.links.values()) link.retryNow();
@@ -1321,6 +1585,46 @@ function pageEdge(raw) {
   if (!raw || typeof raw !== 'object' || !isId(raw.id)) return null;
   const { edge, edgeName } = memberEdge({ edge: raw.id, edge_name: raw.name });
   return { id: edge, name: edgeName };
+}
+
+// ---- Other edges: the list, and moving to one when ours is gone ----
+
+/** Other edges to try, nearest first (as measured before joining), then in the list's order. */
+function fallbackBases() {
+  const rtt = (edge) => app.rtts[edge.id] ?? Number.POSITIVE_INFINITY;
+  return app.edges
+    .filter((edge) => edge.base && edge.base !== app.base)
+    .sort((a, b) => rtt(a) - rtt(b))
+    .map((edge) => edge.base);
+}
+
+/** Re-reads the list of edges from the edge we talk to, now and every EDGES_REFRESH_MS while in
+ * class. A failed read keeps the last list: it is what a page needs when its edge is gone. */
+async function refreshEdges() {
+  clearTimeout(app.edgesTimer);
+  app.edgesTimer = null;
+  if (app.view !== 'classroom') return;
+  const from = app.base;
+  const edges = await loadEdges(from);
+  if (edges.length && from === app.base) {
+    // Edges listed from elsewhere keep the page's own edge reachable as ''.
+    app.edges = edges.map((edge) => (edge.url === window.location.origin ? { ...edge, base: '' } : edge));
+  }
+  if (app.view === 'classroom') app.edgesTimer = setTimeout(refreshEdges, EDGES_REFRESH_MS);
+}
+
+/** Welcomed by another edge than before: everything else follows, and the page says so. */
+function onEdgeMoved(base) {
+  const from = app.edge?.name ?? 'Your server';
+  app.base = base;
+  app.moves += 1;
+  // The media connections were with the edge that is gone: rebuild them on this one now.
+  for (const link of app.links.values()) link.retryNow(true);
+  slideFailures.clear();
+  decks.clear();
+  if (app.features.state !== 'idle') loadFeatures();
+  app.afterMove = from;
+  refreshEdges();
 }
 
 // ---- The class log: snapshot, events, answers ----
@@ -1810,7 +2114,7 @@ const decks = new Map();
 /** Slide images that failed to load: their URLs, shown as "Slide unavailable". */
 const slideFailures = new Set();
 
-const assetUrl = (address) => `/api/assets/${address}`;
+const assetUrl = (address) => edgeUrl(`/api/assets/${address}`);
 
 /** Learns whether a deck is a manifest of page images or a PDF (by its content type). */
 async function loadDeck(asset) {
@@ -1920,7 +2224,7 @@ function onSlideError() {
 }
 
 async function uploadAsset(body, contentType) {
-  const response = await fetch(`/api/sessions/${encodeURIComponent(app.session)}/assets`, {
+  const response = await fetch(edgeUrl(`/api/sessions/${encodeURIComponent(app.session)}/assets`), {
     method: 'POST',
     headers: { Authorization: `Bearer ${app.token}`, 'Content-Type': contentType || 'application/octet-stream' },
     body,
@@ -2212,7 +2516,7 @@ async function loadFeatures() {
   features.state = 'loading';
   render();
   try {
-    const response = await fetch('/api/plugins', { headers: { Accept: 'application/json' } });
+    const response = await fetch(edgeUrl('/api/plugins'), { headers: { Accept: 'application/json' } });
     if (!response.ok) throw await httpError(response);
     const answer = await response.json();
     const offered = Array.isArray(answer?.plugins) ? answer.plugins : [];
@@ -2422,6 +2726,8 @@ function endClass(why) {
   cancelStroke();
   app.you = null;
   app.edge = null;
+  clearTimeout(app.edgesTimer);
+  app.edgesTimer = null;
   app.roster = [];
   app.alerts.clear();
   showNotice('');
@@ -2528,7 +2834,12 @@ function statusText() {
   if (socket.state === 'refused') return 'Not connected.';
   if (!navigator.onLine) return 'You are offline. Reconnecting when the network is back…';
   if (socket.state === 'connecting') return 'Connecting to the class…';
-  if (socket.state === 'reconnecting') return 'Connection lost. Reconnecting…';
+  if (socket.state === 'reconnecting') {
+    const other = socket.base !== app.base ? app.edges.find((edge) => edge.base === socket.base) : null;
+    return other
+      ? `Connection lost. Trying another server: ${other.name}…`
+      : 'Connection lost. Reconnecting…';
+  }
   const reconnecting = [...app.links.values()].find((link) => link.health === 'reconnecting');
   if (reconnecting) {
     const what = reconnecting.direction === 'publish' ? 'your broadcast' : 'the video';
@@ -3441,6 +3752,9 @@ function exposeTestHook() {
       connected: app.socket?.state === 'open',
       you: app.you,
       edge: app.edge ? { ...app.edge } : null,
+      base: app.base,
+      placement: app.placement,
+      moves: app.moves,
       edges: classEdges().size,
       roster: app.roster.map((person) => ({
         ...person,

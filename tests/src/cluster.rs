@@ -18,6 +18,28 @@ pub struct Cluster {
 impl Cluster {
     /// Makes `edges` data directories (and ids) named after `name`.
     pub fn new(name: &str, edges: usize) -> Result<Cluster, String> {
+        Self::with_hosts(name, edges, |_| "127.0.0.1".to_owned())
+    }
+
+    /// Like [`Cluster::new`], with edge `i`'s peer plane on its own loopback address
+    /// (`127.0.0.1{i}`, from 127.0.0.10), so the link between two edges can be cut
+    /// ([`crate::netns::Cut`]).
+    pub fn spread(name: &str, edges: usize) -> Result<Cluster, String> {
+        Self::with_hosts(name, edges, |i| format!("127.0.0.{}", 10 + i))
+    }
+
+    /// The loopback address of edge `i`'s peer plane.
+    pub fn peer_host(&self, i: usize) -> &str {
+        self.peer_addrs[i]
+            .rsplit_once(':')
+            .map_or("", |(host, _)| host)
+    }
+
+    fn with_hosts(
+        name: &str,
+        edges: usize,
+        host: impl Fn(usize) -> String,
+    ) -> Result<Cluster, String> {
         let mut cluster = Cluster {
             dirs: Vec::new(),
             ids: Vec::new(),
@@ -29,7 +51,8 @@ impl Cluster {
             cluster.ids.push(node_id(&dir)?);
             cluster.dirs.push(dir);
             // A free port: bind, read, release (the edge binds it a moment later).
-            let probe = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            let probe =
+                std::net::UdpSocket::bind(format!("{}:0", host(i))).map_err(|e| e.to_string())?;
             cluster
                 .peer_addrs
                 .push(probe.local_addr().map_err(|e| e.to_string())?.to_string());
@@ -54,11 +77,27 @@ impl Cluster {
         peers: &[usize],
         extra: &[&str],
     ) -> Result<NodeProcess, String> {
+        let peers: Vec<(usize, String)> = peers
+            .iter()
+            .map(|&j| (j, self.peer_addrs[j].clone()))
+            .collect();
+        self.start_reaching(i, &peers, extra)
+    }
+
+    /// Starts edge `i` listing each edge in `peers` at the address given with it (a
+    /// [`crate::link_proxy::LinkProxy`] in front of that edge, to cut the link), with extra
+    /// `run` flags.
+    pub fn start_reaching(
+        &self,
+        i: usize,
+        peers: &[(usize, String)],
+        extra: &[&str],
+    ) -> Result<NodeProcess, String> {
         let mut args = vec!["--peer-addr".to_owned(), self.peer_addrs[i].clone()];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
-        for &j in peers {
+        for (j, addr) in peers {
             args.push("--peer".into());
-            args.push(format!("{}@{}", self.ids[j], self.peer_addrs[j]));
+            args.push(format!("{}@{}", self.ids[*j], addr));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         NodeProcess::start_in(self.dirs[i].clone(), &args)

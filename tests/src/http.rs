@@ -1,7 +1,7 @@
 //! A minimal HTTP/1.1 client for plain-HTTP loopback tests: one request per connection,
 //! `Content-Length` or chunked bodies.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,20 +39,50 @@ pub async fn request(
 ) -> std::io::Result<Response> {
     tokio::time::timeout(
         REQUEST_DEADLINE,
-        request_inner(addr, method, path, headers, body),
+        request_inner(None, addr, method, path, headers, body),
     )
     .await
     .map_err(|_| std::io::Error::other("the request timed out"))?
 }
 
-async fn request_inner(
+/// Sends one request from the local address `from` (another loopback address, such as
+/// 127.0.0.2, plays a browser on another network).
+pub async fn request_from(
+    from: IpAddr,
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(addr).await?;
+    tokio::time::timeout(
+        REQUEST_DEADLINE,
+        request_inner(Some(from), addr, method, path, headers, body),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("the request timed out"))?
+}
+
+async fn request_inner(
+    from: Option<IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = match from {
+        None => TcpStream::connect(addr).await?,
+        Some(ip) => {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(addr).await?
+        }
+    };
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()

@@ -7,6 +7,7 @@ pub mod client;
 pub mod cluster;
 pub mod http;
 pub mod load;
+pub mod netns;
 pub mod node_process;
 pub mod sim;
 pub mod udp;

@@ -9,7 +9,9 @@
 //! another. The scenario runs over plain HTTP on loopback and over HTTPS with the node's
 //! self-signed certificate. A second scenario (`tests/e2e/two_edges.mjs`) puts the teacher and a
 //! student on different edges of a two-edge cluster and checks that the class state reaches
-//! across (not media, which does not cross edges yet).
+//! across (not media, which does not cross edges yet). A third (`tests/e2e/nearest_edge.mjs`)
+//! follows a join that one edge places on another, then the page moving to the first edge when
+//! the second is killed.
 //!
 //! Needs `node`, Chromium and `tests/e2e/node_modules` (the README's test command installs them).
 //! A missing browser fails the test: it is never skipped.
@@ -147,4 +149,91 @@ fn polls_and_questions_in_chromium() {
     ];
     run_script("plugins.mjs", &env, &[&node]);
     assert!(node.stop(), "the node exits cleanly after the class");
+}
+
+/// Placement and moving between edges in Chromium (`tests/e2e/nearest_edge.mjs`): two edges with
+/// a cluster issuer; edge 1 serves the browser's own network (127.0.0.1/32), so a join through
+/// edge 0's invitation is sent there; then edge 1 is killed and the page carries on through
+/// edge 0, the class's home, with the same token and its place in the log.
+#[test]
+fn a_join_is_sent_to_its_campus_edge_and_moves_when_it_dies_in_chromium() {
+    let cluster = Cluster::new("browser-nearest", 2).expect("the cluster's data directories and ids");
+    let key = cluster.dirs[0].join("cluster-issuer.key");
+    let key_arg = key.to_string_lossy().to_string();
+    let made = Command::new(multistream_tests::node_process::node_binary())
+        .args(["issuer-key", "--out", &key_arg])
+        .output()
+        .expect("the node binary runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let edge0 = cluster
+        .start_with(0, &["--issuer-key", &key_arg, "--edge-name", "Central"])
+        .expect("edge 0 starts");
+    let edge1 = cluster
+        .start_with(
+            1,
+            &[
+                "--issuer-key",
+                &key_arg,
+                "--edge-name",
+                "North campus",
+                "--campus-network",
+                "127.0.0.1/32",
+            ],
+        )
+        .expect("edge 1 starts");
+    // Each edge must know the other (its URL goes into the pages' policy) before the pages load.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    for edge in [&edge0, &edge1] {
+        let listed = runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let answer = multistream_tests::http::request(edge.http, "GET", "/api/edges", &[], b"")
+                    .await
+                    .map(|r| r.body)
+                    .unwrap_or_default();
+                let edges: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+                if edges["edges"].as_array().is_some_and(|list| list.len() == 2) {
+                    return true;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        assert!(listed, "{} does not list both edges", edge.base_url);
+    }
+    let session = cluster.session_homed_on(0, "nearest");
+    let invite = multistream_tests::node_process::token_in(
+        &cluster.dirs[0],
+        &[
+            "--session",
+            &session,
+            "--identity",
+            "teacher",
+            "--name",
+            "Invitation",
+            "--role",
+            "student",
+            "--invite",
+            "--issuer-key",
+            &key_arg,
+        ],
+    )
+    .expect("an invitation");
+    let env = [
+        (
+            "INVITE_LINK",
+            format!("{}/s/{session}#invite={invite}", edge0.base_url),
+        ),
+        ("EDGE0_URL", edge0.base_url.clone()),
+        ("EDGE1_URL", edge1.base_url.clone()),
+        ("EDGE1_PID", edge1.pid().expect("running").to_string()),
+    ];
+    run_script("nearest_edge.mjs", &env, &[&edge0, &edge1]);
+    drop(edge1);
+    assert!(edge0.stop(), "edge 0 exits cleanly after the class");
 }

@@ -29,6 +29,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::log::NodeId;
 
+pub mod edge;
+pub mod link;
+pub mod wire;
+
 /// Tracks one edge may import from this one at once; beyond it, subscriptions are refused.
 pub const RELAYED_TRACKS_PER_PEER_MAX: usize = 64;
 
@@ -247,6 +251,16 @@ impl RelayCore {
             .get(track)
             .map(|e| e.iter().map(|(n, x)| (n.clone(), x.max_layer)).collect())
             .unwrap_or_default()
+    }
+
+    /// Tracks imported now.
+    pub fn imports_len(&self) -> usize {
+        self.imports.len()
+    }
+
+    /// Exports now: (track, importing edge) pairs.
+    pub fn exports_len(&self) -> usize {
+        self.exports.values().map(BTreeMap::len).sum()
     }
 
     /// Whether `track` is imported and media flows.
@@ -781,6 +795,14 @@ impl<T> SendQueue<T> {
     /// The next datagram to send: audio first.
     pub fn pop(&mut self) -> Option<T> {
         self.audio.pop_front().or_else(|| self.video.pop_front())
+    }
+
+    /// Puts back what [`Self::pop`] returned and could not be sent yet, to go first next time.
+    pub fn unpop(&mut self, kind: TrackKind, item: T) {
+        match kind {
+            TrackKind::Audio => self.audio.push_front(item),
+            TrackKind::Video => self.video.push_front(item),
+        }
     }
 }
 

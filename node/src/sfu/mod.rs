@@ -780,6 +780,21 @@ impl Sfu {
         }
     }
 
+    /// A publisher's codec table as negotiated (payload type → codec), which another edge needs
+    /// to read its relayed packets.
+    pub fn publisher_codecs(&self, publisher: PeerId) -> Option<Vec<PayloadParams>> {
+        let peer = self.peers.get(&publisher)?;
+        match &peer.role {
+            Role::Publisher(_) => Some(peer.rtc.codec_config().params().to_vec()),
+            Role::Subscriber(_) => None,
+        }
+    }
+
+    /// How many subscribers a session has on this edge.
+    pub fn subscribers_in(&self, session: &SessionId) -> usize {
+        self.rooms.get(session).map_or(0, |r| r.subscribers.len())
+    }
+
     /// Whether a publisher's packets are also handed out for other edges.
     pub fn set_relayed(&mut self, publisher: PeerId, relayed: bool) {
         if let Some(Role::Publisher(p)) = self.peers.get_mut(&publisher).map(|p| &mut p.role) {
