@@ -9,6 +9,7 @@ pub mod http;
 pub mod load;
 pub mod netns;
 pub mod node_process;
+pub mod relay_bench;
 pub mod sim;
 pub mod udp;
 pub mod world;

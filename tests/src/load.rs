@@ -134,7 +134,9 @@ async fn forwarded(node: &NodeProcess) -> Result<(f64, f64), String> {
     ))
 }
 
-async fn start_client(
+/// Publishes (WHIP) or watches (WHEP) on `endpoint` of `node` with a client whose delays are
+/// stamped against `clock_base` and recorded from `window` on.
+pub async fn start_client(
     node: &NodeProcess,
     endpoint: &str,
     token: &str,

@@ -46,6 +46,30 @@ pub fn run_isolated(name: &str) -> bool {
     false
 }
 
+/// For a program (a benchmark) rather than a test: in the process as started, runs the same
+/// program with the same arguments in a fresh network namespace and returns its exit status;
+/// in the re-run, prepares the namespace and returns `None` (the caller goes on).
+pub fn reexec_isolated() -> Option<Result<std::process::ExitStatus, String>> {
+    if std::env::var_os(INSIDE).is_some() {
+        prepare();
+        return None;
+    }
+    let run = || -> Result<std::process::ExitStatus, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        Command::new("unshare")
+            .arg("--net")
+            .arg("--")
+            .arg(exe)
+            .args(std::env::args_os().skip(1))
+            .env(INSIDE, "1")
+            .status()
+            .map_err(|error| {
+                format!("cannot run `unshare --net` (util-linux) for a network namespace: {error}")
+            })
+    };
+    Some(run())
+}
+
 fn ip(args: &[&str]) {
     let status = Command::new("ip")
         .args(args)

@@ -178,7 +178,7 @@ impl RelayShell {
         }
         if now >= self.catalog_at {
             self.catalog_at = now + REFRESH_INTERVAL;
-            self.send_catalog(None);
+            self.send_catalog(now, sfu, None);
         }
     }
 
@@ -197,6 +197,7 @@ impl RelayShell {
                     .map(|(kind, layers)| AnnouncedTrack {
                         kind: track_kind(kind),
                         layers: u8::try_from(layers).unwrap_or(u8::MAX),
+                        rates: Vec::new(),
                     })
                     .collect();
                 let key = (spec.session.clone(), spec.participant.clone(), spec.source);
@@ -263,7 +264,7 @@ impl RelayShell {
                 self.core.set_link(now, &peer, up);
                 if up {
                     self.up.insert(peer.clone());
-                    self.send_catalog(Some(&peer));
+                    self.send_catalog(now, sfu, Some(&peer));
                 } else {
                     self.up.remove(&peer);
                     // What waited for the link is stale now.
@@ -423,19 +424,26 @@ impl RelayShell {
     }
 
     /// Tells one peer (or every peer whose link is up) what this edge can relay.
-    fn send_catalog(&mut self, only: Option<&NodeId>) {
+    fn send_catalog(&mut self, now: Instant, sfu: &Sfu, only: Option<&NodeId>) {
         let mut publishers: Vec<Announced> = self
             .local
-            .values()
-            .map(|local| Announced {
-                session: local.key.0.clone(),
-                participant: local.key.1.clone(),
-                source: local.key.2,
-                lead: local.lead,
-                tracks: local.tracks.clone(),
-                origin: self.node.clone(),
-                via: Vec::new(),
-                codecs: local.codecs.clone(),
+            .iter()
+            .map(|(peer, local)| {
+                let rates = sfu.publisher_layer_rates(now, *peer).unwrap_or_default();
+                let mut tracks = local.tracks.clone();
+                for (track, rates) in tracks.iter_mut().zip(rates) {
+                    track.rates = rates;
+                }
+                Announced {
+                    session: local.key.0.clone(),
+                    participant: local.key.1.clone(),
+                    source: local.key.2,
+                    lead: local.lead,
+                    tracks,
+                    origin: self.node.clone(),
+                    via: Vec::new(),
+                    codecs: local.codecs.clone(),
+                }
             })
             .collect();
         for remote in self.remote.values() {
@@ -580,6 +588,15 @@ impl RelayShell {
             let Some(remote) = self.remote.get_mut(&key) else {
                 continue;
             };
+            if let Some(id) = remote.sfu {
+                let rates: Vec<Vec<u64>> = remote
+                    .announced
+                    .tracks
+                    .iter()
+                    .map(|t| t.rates.clone())
+                    .collect();
+                sfu.set_remote_layer_rates(id, &rates);
+            }
             let layer = remote.sfu.and_then(|id| sfu.wanted_layer(id));
             for kind in kinds(&remote.announced.tracks) {
                 let want = layer.map(|l| match kind {

@@ -37,7 +37,7 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Waits between attempts to reach a peer, from the first to the longest.
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
-const RECONNECT_MAX: Duration = Duration::from_secs(2);
+const RECONNECT_MAX: Duration = Duration::from_secs(1);
 
 /// What the connection tasks hand the media thread.
 #[derive(Debug)]

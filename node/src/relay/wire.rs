@@ -162,11 +162,15 @@ pub fn decode_datagram(bytes: &[u8]) -> Result<(u32, u8, &[u8]), WireError> {
 }
 
 /// A media line of an announced publisher.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnnouncedTrack {
     pub kind: TrackKind,
     /// Simulcast layers (1 without simulcast).
     pub layers: u8,
+    /// Each layer's bitrate at the origin, bits per second (0: not sent now), so an edge can
+    /// choose a layer before it imports it.
+    #[serde(default)]
+    pub rates: Vec<u64>,
 }
 
 impl AnnouncedTrack {
@@ -266,6 +270,16 @@ impl LinkMessage {
                         "{} has {} media lines",
                         publisher.participant,
                         publisher.tracks.len()
+                    )));
+                }
+                if publisher
+                    .tracks
+                    .iter()
+                    .any(|t| t.rates.len() > usize::from(super::LAYER_MAX) + 1)
+                {
+                    return Err(ControlError::BadPublisher(format!(
+                        "{} announces more layers than there can be",
+                        publisher.participant
                     )));
                 }
                 if publisher.codecs.len() > CATALOG_CODECS_MAX {

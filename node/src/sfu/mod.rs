@@ -344,6 +344,9 @@ struct PubLayer {
     rid: Option<Rid>,
     meter: BitrateMeter,
     keyframe_requested_at: Option<Instant>,
+    /// A remote publisher's layer as its origin edge measures it (bits per second, 0: not
+    /// sent): a layer this edge does not import yet can still be chosen.
+    advertised_bps: u64,
 }
 
 struct PubTrack {
@@ -677,6 +680,7 @@ impl Sfu {
                             rid: None,
                             meter: BitrateMeter::default(),
                             keyframe_requested_at: None,
+                            advertised_bps: 0,
                         })
                         .collect(),
                 })
@@ -787,6 +791,36 @@ impl Sfu {
         match &peer.role {
             Role::Publisher(_) => Some(peer.rtc.codec_config().params().to_vec()),
             Role::Subscriber(_) => None,
+        }
+    }
+
+    /// A publisher's layer bitrates as measured here (bits per second, 0 for a layer not being
+    /// sent), per media line: what another edge needs to choose layers it does not import yet.
+    pub fn publisher_layer_rates(&self, now: Instant, publisher: PeerId) -> Option<Vec<Vec<u64>>> {
+        match &self.peers.get(&publisher)?.role {
+            Role::Publisher(p) => Some(
+                p.tracks
+                    .iter()
+                    .map(|t| t.layers.iter().map(|l| l.meter.bitrate_bps(now)).collect())
+                    .collect(),
+            ),
+            Role::Subscriber(_) => None,
+        }
+    }
+
+    /// A remote publisher's layer bitrates as its origin measures them (see
+    /// [`Sfu::publisher_layer_rates`]).
+    pub fn set_remote_layer_rates(&mut self, publisher: PeerId, rates: &[Vec<u64>]) {
+        let Some(Role::Publisher(p)) = self.peers.get_mut(&publisher).map(|p| &mut p.role) else {
+            return;
+        };
+        if !p.remote {
+            return;
+        }
+        for (track, rates) in p.tracks.iter_mut().zip(rates) {
+            for (layer, bps) in track.layers.iter_mut().zip(rates) {
+                layer.advertised_bps = *bps;
+            }
         }
     }
 
@@ -1202,6 +1236,7 @@ impl Sfu {
                         rid: Some(*rid),
                         meter: BitrateMeter::default(),
                         keyframe_requested_at: None,
+                        advertised_bps: 0,
                     })
                     .collect();
                 if layers.is_empty() {
@@ -1209,6 +1244,7 @@ impl Sfu {
                         rid: None,
                         meter: BitrateMeter::default(),
                         keyframe_requested_at: None,
+                        advertised_bps: 0,
                     });
                 }
                 publisher.tracks.push(PubTrack { mid, kind, layers });
@@ -1388,12 +1424,20 @@ impl Sfu {
             if track.kind != MediaKind::Video {
                 continue;
             }
+            // A remote publisher's layers that are not imported yet count at their origin's
+            // rates, so a subscriber here can move up to one (and the relay then imports it).
             let rates: Vec<LayerChoice> = pub_track
                 .layers
                 .iter()
-                .map(|layer| LayerChoice {
-                    bitrate_bps: layer.meter.bitrate_bps(now),
-                    active: layer.meter.is_active(now),
+                .map(|layer| match layer.meter.is_active(now) {
+                    true => LayerChoice {
+                        bitrate_bps: layer.meter.bitrate_bps(now),
+                        active: true,
+                    },
+                    false => LayerChoice {
+                        bitrate_bps: layer.advertised_bps,
+                        active: publisher.remote && layer.advertised_bps > 0,
+                    },
                 })
                 .collect();
             desired_bps += rates.iter().map(|r| r.bitrate_bps).max().unwrap_or(0);
