@@ -71,7 +71,7 @@ pub struct AppState {
     /// The peer plane, when this edge has peers.
     pub peers: Option<Arc<crate::peer::PeerPlane>>,
     /// The relay links, which keep each peer's latest report about itself (for placement).
-    pub relay_links: Arc<crate::relay::link::RelayLinks>,
+    pub relay_links: Arc<crate::cascade::link::RelayLinks>,
     /// This edge's own report: its URL, campus networks and current load.
     pub edge_report: tokio::sync::watch::Receiver<EdgeReport>,
     pub placements: Arc<PlacementCounters>,

@@ -2,6 +2,7 @@
 //! the system tests and the load generator drive the same code.
 
 pub mod assets;
+pub mod cascade;
 pub mod config;
 pub mod http;
 pub mod log;

@@ -13,9 +13,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
 use crate::presence::{PresenceHandle, Who};
-use crate::relay::edge::RelayShell;
-pub use crate::relay::edge::{RelaySetup, RelaySnapshot};
-use crate::relay::link::RelayInput;
+use crate::cascade::RelayShell;
+pub use crate::cascade::{RelaySetup, RelaySnapshot};
+use crate::cascade::link::RelayInput;
 use crate::sfu::{
     AddPeerError, Output, PeerId, PeerKind, PeerSpec, Sfu, SfuCounters, SfuEvent, SfuGauges,
 };

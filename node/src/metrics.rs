@@ -396,7 +396,7 @@ fn relay_families(out: &mut String, relay: &crate::media::RelaySnapshot) {
         "# HELP multistream_relay_queue_dropped_total Relayed datagrams shed from full queues, video first.\n# TYPE multistream_relay_queue_dropped_total counter\nmultistream_relay_queue_dropped_total{{kind=\"audio\"}} {}\nmultistream_relay_queue_dropped_total{{kind=\"video\"}} {}",
         relay.dropped_audio, relay.dropped_video
     );
-    type Pick = fn(&crate::relay::edge::LinkFigures) -> u64;
+    type Pick = fn(&crate::cascade::LinkFigures) -> u64;
     let per_link: [(&str, &str, &str, Pick); 9] = [
         (
             "multistream_relay_link_up",

@@ -175,9 +175,9 @@ pub async fn run(
         .unwrap_or_else(|| format!("edge {}", &node_id.0[..8.min(node_id.0.len())]));
     // Media relayed between edges: links the peer plane keeps, inputs the media thread takes.
     let peer_ids: Vec<NodeId> = peers.iter().map(|p| NodeId(p.id.to_string())).collect();
-    let relay_links = crate::relay::link::RelayLinks::new(&peer_ids);
+    let relay_links = crate::cascade::link::RelayLinks::new(&peer_ids);
     let (relay_tx, relay_rx) =
-        tokio::sync::mpsc::channel(crate::relay::link::RELAY_INBOUND_QUEUE_MAX);
+        tokio::sync::mpsc::channel(crate::cascade::link::RELAY_INBOUND_QUEUE_MAX);
     // Where browsers reach this edge: configured, or made from the HTTP address.
     let scheme = if tls.is_some() { "https" } else { "http" };
     let host = if http_bound.ip().is_unspecified() {

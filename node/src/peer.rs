@@ -158,8 +158,8 @@ pub struct PeerCounters {
 /// (the media thread).
 #[derive(Clone)]
 pub struct RelayPlane {
-    pub links: Arc<crate::relay::link::RelayLinks>,
-    pub inbound: mpsc::Sender<crate::relay::link::RelayInput>,
+    pub links: Arc<crate::cascade::link::RelayLinks>,
+    pub inbound: mpsc::Sender<crate::cascade::link::RelayInput>,
     /// This edge's report about itself, sent to every peer.
     pub report: watch::Receiver<crate::placement::EdgeReport>,
 }
@@ -209,7 +209,7 @@ impl PeerPlane {
             .alpns(vec![
                 LOG_ALPN.to_vec(),
                 ASSET_ALPN.to_vec(),
-                crate::relay::link::RELAY_ALPN.to_vec(),
+                crate::cascade::link::RELAY_ALPN.to_vec(),
             ])
             // Only the configured address: iroh's defaults would also listen on every IPv6
             // interface, and offer those addresses to peers.
@@ -403,9 +403,9 @@ async fn accept_loop(
                 serve_asset(connection, store).await;
                 return;
             }
-            if connection.alpn() == crate::relay::link::RELAY_ALPN {
+            if connection.alpn() == crate::cascade::link::RELAY_ALPN {
                 let from = NodeId(remote.to_string());
-                crate::relay::link::serve(relay.links, connection, from, relay.inbound).await;
+                crate::cascade::link::serve(relay.links, connection, from, relay.inbound).await;
                 return;
             }
             info!(%remote, "peer connected");

@@ -37,7 +37,7 @@ pub const RTTS_MAX: usize = 16;
 pub const RTT_MS_MAX: f64 = 60_000.0;
 
 /// A peer's report is believed this long: three of its reports missed, and it is not offered.
-pub const REPORT_FRESH_MAX: Duration = crate::relay::link::REPORT_INTERVAL.saturating_mul(3);
+pub const REPORT_FRESH_MAX: Duration = crate::cascade::link::REPORT_INTERVAL.saturating_mul(3);
 
 /// Longest base URL an edge may have (scheme, host and port).
 pub const ORIGIN_CHARS_MAX: usize = 200;
@@ -145,7 +145,7 @@ impl std::fmt::Display for Prefix {
     }
 }
 
-/// What an edge tells its peers about itself every [`crate::relay::link::REPORT_INTERVAL`] (on
+/// What an edge tells its peers about itself every [`crate::cascade::link::REPORT_INTERVAL`] (on
 /// its relay link), so each can place participants on any of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EdgeReport {

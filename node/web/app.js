@@ -499,13 +499,15 @@ class MediaLink {
       // No trickle ICE on the node, and no need to wait for gathering: it learns our address
       // from our first connectivity check.
       await pc.setLocalDescription();
-      const response = await fetch(this.#endpoint, {
+      // The edge asked now; the page may move to another while the answer is on its way.
+      const endpoint = this.#endpoint;
+      const response = await fetch(endpoint, {
         method: 'POST',
         headers: { ...this.#authorization, 'Content-Type': 'application/sdp' },
         body: pc.localDescription.sdp,
       });
       const location = response.ok ? response.headers.get('Location') : null;
-      const resourceUrl = location ? new URL(location, new URL(this.#endpoint, window.location.href)).href : null;
+      const resourceUrl = location ? new URL(location, new URL(endpoint, window.location.href)).href : null;
       if (pc !== this.pc) {
         // Stopped or restarted while the offer was in flight: free what the node just made.
         if (resourceUrl) this.#delete(resourceUrl);

@@ -29,8 +29,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::log::NodeId;
 
-pub mod edge;
-pub mod link;
 pub mod wire;
 
 /// Tracks one edge may import from this one at once; beyond it, subscriptions are refused.

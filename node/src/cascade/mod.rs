@@ -1,4 +1,4 @@
-//! The relay on the media thread: ties the SFU core's relay API, the relay core and the links
+//! The relay's shell, on the media thread: ties the SFU core's relay API, the relay core and the links
 //! to the other edges together.
 //!
 //! - **Catalogs.** Every edge tells its peers which publishers it can relay — its own, and those
@@ -25,14 +25,16 @@ use str0m::media::MediaKind;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use super::link::{RelayInput, RelayLinks, Sent};
-use super::wire::{
+pub mod link;
+
+use self::link::{RelayInput, RelayLinks, Sent};
+use crate::log::NodeId;
+use crate::relay::wire::{
     Announced, AnnouncedTrack, Catalog, LinkMessage, WirePacket, decode_datagram, encode_datagram,
 };
-use super::{
+use crate::relay::{
     REFRESH_INTERVAL, RELAY_HOPS_MAX, RelayCore, RelayOutput, SendQueue, TrackId, TrackKind,
 };
-use crate::log::NodeId;
 use crate::sfu::{PeerId, PeerKind, PeerSpec, RelayedPacket, Sfu, SfuEvent};
 
 /// How often remote publishers and demand are brought in line with the subscribers here.
@@ -94,7 +96,7 @@ pub struct ShellCounters {
 /// A snapshot for `/metrics`.
 #[derive(Debug, Clone, Default)]
 pub struct RelaySnapshot {
-    pub core: super::RelayCounters,
+    pub core: crate::relay::RelayCounters,
     pub shell: ShellCounters,
     pub imports: usize,
     pub exports: usize,
@@ -451,7 +453,7 @@ impl RelayShell {
             announced.via = remote.route[..remote.route.len().saturating_sub(1)].to_vec();
             publishers.push(announced);
         }
-        publishers.truncate(super::wire::CATALOG_PUBLISHERS_MAX);
+        publishers.truncate(crate::relay::wire::CATALOG_PUBLISHERS_MAX);
         let targets: Vec<NodeId> = match only {
             Some(peer) => vec![peer.clone()],
             None => self.up.iter().cloned().collect(),

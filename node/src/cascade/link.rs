@@ -18,9 +18,9 @@ use iroh::{Endpoint, EndpointAddr};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::wire::{CONTROL_MESSAGE_BYTES_MAX, ControlError, LinkMessage};
 use crate::log::NodeId;
 use crate::placement::EdgeReport;
+use crate::relay::wire::{CONTROL_MESSAGE_BYTES_MAX, ControlError, LinkMessage};
 
 /// The ALPN of media relaying, versioned.
 pub const RELAY_ALPN: &[u8] = b"multistream/relay/1";
