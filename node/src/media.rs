@@ -12,10 +12,10 @@ use multistream_proto::{ParticipantId, SessionId};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
-use crate::presence::{PresenceHandle, Who};
 use crate::cascade::RelayShell;
-pub use crate::cascade::{RelaySetup, RelaySnapshot};
 use crate::cascade::link::RelayInput;
+pub use crate::cascade::{RelaySetup, RelaySnapshot};
+use crate::presence::{PresenceHandle, Who};
 use crate::sfu::{
     AddPeerError, Output, PeerId, PeerKind, PeerSpec, Sfu, SfuCounters, SfuEvent, SfuGauges,
 };
@@ -208,7 +208,12 @@ pub fn spawn(
                 };
                 let (relay, relay_in) = match relay {
                     Some(setup) => (
-                        Some(RelayShell::new(Instant::now(), setup.node, setup.links)),
+                        Some(RelayShell::new(
+                            Instant::now(),
+                            setup.node,
+                            setup.links,
+                            presence.clone(),
+                        )),
                         Some(setup.inbound),
                     ),
                     None => (None, None),
@@ -356,7 +361,15 @@ impl MediaTask {
 
     fn event(&mut self, event: SfuEvent) {
         if let Some(relay) = self.relay.as_mut() {
-            relay.event(Instant::now(), &event, &mut self.sfu);
+            let peer = match &event {
+                SfuEvent::PeerConnected { peer, .. } | SfuEvent::PeerRemoved { peer, .. } => peer,
+            };
+            let who = self
+                .by_peer
+                .get(peer)
+                .and_then(|name| self.resources.get(name))
+                .map(|r| r.who.clone());
+            relay.event(Instant::now(), &event, who, &mut self.sfu);
         }
         let (peer, live) = match event {
             SfuEvent::PeerConnected { peer, .. } => (peer, true),

@@ -10,7 +10,9 @@
 
 use std::time::{Duration, Instant};
 
-use multistream_proto::Role as ProtoRole;
+use multistream_proto::wire::ServerMessage;
+use multistream_proto::{Role as ProtoRole, Source};
+use multistream_tests::classroom::ClassClient;
 use multistream_tests::client::{Client, Role};
 use multistream_tests::cluster::Cluster;
 use multistream_tests::http::{metric, request};
@@ -137,6 +139,27 @@ async fn crossing_edges() {
         );
     }
 
+    // A student's class page on edge 1 shows the teacher, who is on edge 0, as live.
+    let ana = cluster
+        .token(1, SESSION, "ana", ProtoRole::Student)
+        .expect("a student token");
+    let mut class = ClassClient::connect(edge1.http, SESSION, &ana, None)
+        .await
+        .expect("the classroom opens on edge 1");
+    class
+        .wait_for(|m| match m {
+            ServerMessage::Roster { participants } => participants.iter().any(|p| {
+                p.id.as_str() == "teacher"
+                    && p.name == "teacher"
+                    && p.role == ProtoRole::Teacher
+                    && p.live.contains(&Source::Camera)
+            }),
+            _ => false,
+        })
+        .await
+        .expect("edge 1's roster shows the teacher live");
+    class.leave().await;
+
     // One copy per edge: audio and video to each of the two edges, however many students each
     // has.
     edge0
@@ -210,10 +233,20 @@ async fn crossing_edges() {
         .expect("edge 1 takes the direct route again");
     assert!(more_frames(&mut on1[1], 30, limit).await.is_some());
 
-    // Without edge 2 there is no detour: the video freezes, then resumes by itself.
+    // The last student on edge 2 leaving ends what edge 0 sends there.
     for w in on2 {
         w.stop().await;
     }
+    edge0
+        .wait_for_metric("multistream_relay_exports", limit, |v| v == 2.0)
+        .await
+        .expect("edge 0 stops sending to edge 2 when its students are gone");
+    edge2
+        .wait_for_metric("multistream_relay_imports", limit, |v| v == 0.0)
+        .await
+        .expect("edge 2 imports nothing");
+
+    // Without edge 2 there is no detour: the video freezes, then resumes by itself.
     assert!(edge2.stop(), "edge 2 exits cleanly");
     edge1
         .wait_for_metric(&link(2), limit, |v| v == 0.0)

@@ -39,6 +39,10 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(2);
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(1);
 
+/// One attempt to reach a peer may take this long (handshakes across regions take a few
+/// hundred milliseconds).
+const CONNECT_ATTEMPT_MAX: Duration = Duration::from_millis(1_500);
+
 /// What the connection tasks hand the media thread.
 #[derive(Debug)]
 pub enum RelayInput {
@@ -248,9 +252,17 @@ async fn dial(
     };
     let mut wait = RECONNECT_MIN;
     loop {
+        // An attempt is bounded: a fresh one sends its first packet at once, where a long one
+        // waits out QUIC's growing retransmission timer, so a restored link is found sooner.
+        let attempt = tokio::time::timeout(
+            CONNECT_ATTEMPT_MAX,
+            endpoint.connect(address.clone(), RELAY_ALPN),
+        );
         let connected = tokio::select! {
             _ = shutdown.changed() => return,
-            connected = endpoint.connect(address.clone(), RELAY_ALPN) => connected,
+            connected = attempt => connected
+                .map_err(|_| "no answer in time".to_owned())
+                .and_then(|c| c.map_err(|error| error.to_string())),
         };
         let connection = match connected {
             Ok(connection) => connection,

@@ -29,6 +29,7 @@ pub mod link;
 
 use self::link::{RelayInput, RelayLinks, Sent};
 use crate::log::NodeId;
+use crate::presence::{PresenceHandle, Who};
 use crate::relay::wire::{
     Announced, AnnouncedTrack, Catalog, LinkMessage, WirePacket, decode_datagram, encode_datagram,
 };
@@ -61,6 +62,7 @@ type PubKey = (SessionId, ParticipantId, Source);
 
 struct LocalPub {
     key: PubKey,
+    who: Who,
     lead: bool,
     tracks: Vec<AnnouncedTrack>,
     codecs: Vec<PayloadParams>,
@@ -126,6 +128,8 @@ pub struct LinkFigures {
 
 pub struct RelayShell {
     node: NodeId,
+    /// Remote publishers are shown live in the rosters here.
+    presence: PresenceHandle,
     core: RelayCore,
     links: Arc<RelayLinks>,
     local: HashMap<PeerId, LocalPub>,
@@ -142,8 +146,14 @@ pub struct RelayShell {
 }
 
 impl RelayShell {
-    pub fn new(now: Instant, node: NodeId, links: Arc<RelayLinks>) -> Self {
+    pub fn new(
+        now: Instant,
+        node: NodeId,
+        links: Arc<RelayLinks>,
+        presence: PresenceHandle,
+    ) -> Self {
         Self {
+            presence,
             core: RelayCore::new(node.clone()),
             node,
             links,
@@ -184,13 +194,16 @@ impl RelayShell {
         }
     }
 
-    /// A peer connection of the SFU core came or went.
-    pub fn event(&mut self, now: Instant, event: &SfuEvent, sfu: &mut Sfu) {
+    /// A peer connection of the SFU core came or went; `who` owns it (a local peer).
+    pub fn event(&mut self, now: Instant, event: &SfuEvent, who: Option<Who>, sfu: &mut Sfu) {
         match event {
             SfuEvent::PeerConnected { peer, spec } => {
                 if spec.kind != PeerKind::Publisher || self.by_remote.contains_key(peer) {
                     return;
                 }
+                let Some(who) = who else {
+                    return;
+                };
                 let lead = sfu.peer_spec(*peer).is_some_and(|s| s.lead);
                 let tracks: Vec<AnnouncedTrack> = sfu
                     .publisher_tracks(*peer)
@@ -210,6 +223,7 @@ impl RelayShell {
                     *peer,
                     LocalPub {
                         key,
+                        who,
                         lead,
                         tracks,
                         codecs: sfu.publisher_codecs(*peer).unwrap_or_default(),
@@ -439,6 +453,8 @@ impl RelayShell {
                 Announced {
                     session: local.key.0.clone(),
                     participant: local.key.1.clone(),
+                    name: local.who.name.clone(),
+                    role: local.who.role,
                     source: local.key.2,
                     lead: local.lead,
                     tracks,
@@ -530,6 +546,8 @@ impl RelayShell {
                     remote.announced = announced;
                 }
                 None => {
+                    self.presence
+                        .set_live(key.0.clone(), remote_who(&announced), key.2, true);
                     self.remote.insert(
                         key,
                         RemotePub {
@@ -627,6 +645,8 @@ impl RelayShell {
     }
 
     fn drop_remote(&mut self, now: Instant, key: &PubKey, remote: RemotePub, sfu: &mut Sfu) {
+        self.presence
+            .set_live(key.0.clone(), remote_who(&remote.announced), key.2, false);
         for kind in remote.demand.keys() {
             self.core
                 .set_demand(now, &track_id(key, *kind), remote.route.clone(), None);
@@ -698,6 +718,14 @@ fn track_id(key: &PubKey, kind: TrackKind) -> TrackId {
         publisher: key.1.clone(),
         source: key.2,
         kind,
+    }
+}
+
+fn remote_who(announced: &Announced) -> Who {
+    Who {
+        id: announced.participant.clone(),
+        name: announced.name.clone(),
+        role: announced.role,
     }
 }
 

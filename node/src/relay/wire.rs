@@ -2,7 +2,7 @@
 //! RTP packet, and the control messages on a link's ordered stream. Pure; everything read from
 //! another edge is checked, and a bad datagram or message is a typed error, never a panic.
 
-use multistream_proto::{ParticipantId, SessionId, Source};
+use multistream_proto::{ParticipantId, Role, SessionId, Source};
 use serde::{Deserialize, Serialize};
 use str0m::format::PayloadParams;
 use str0m::media::MediaKind;
@@ -187,6 +187,9 @@ impl AnnouncedTrack {
 pub struct Announced {
     pub session: SessionId,
     pub participant: ParticipantId,
+    /// Their name and role, for the roster of the edges that relay them.
+    pub name: String,
+    pub role: Role,
     pub source: Source,
     /// It leads the class (a teacher): subscribers prefer it.
     pub lead: bool,
@@ -265,6 +268,14 @@ impl LinkMessage {
                 return Err(ControlError::CatalogTooLarge);
             }
             for publisher in &catalog.publishers {
+                if multistream_proto::claims::validate_display_name(&publisher.name)
+                    .map_err(|error| ControlError::BadPublisher(error.to_string()))?
+                    != publisher.name
+                {
+                    return Err(ControlError::BadPublisher(
+                        "a name with surrounding spaces".into(),
+                    ));
+                }
                 if publisher.tracks.is_empty() || publisher.tracks.len() > ANNOUNCED_TRACKS_MAX {
                     return Err(ControlError::BadPublisher(format!(
                         "{} has {} media lines",
@@ -362,6 +373,8 @@ mod tests {
         let publisher = Announced {
             session: "s1".parse().expect("session"),
             participant: "p1".parse().expect("participant"),
+            name: "Ana".into(),
+            role: Role::Teacher,
             source: Source::Camera,
             lead: true,
             tracks: Vec::new(),
