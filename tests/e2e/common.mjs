@@ -58,3 +58,75 @@ export async function drawOnBoard(page, timeoutMs = 15_000) {
 }
 
 export const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
+
+/** Polls `probe` (async, answering `{ok, observed}`) every `intervalMs` until it reports ok;
+ * returns the elapsed time and what it last saw, or throws a Failure with that after
+ * `timeoutMs`. */
+export async function pollUntil(description, timeoutMs, intervalMs, probe) {
+  const started = Date.now();
+  for (;;) {
+    const { ok, observed } = await probe();
+    const elapsedMs = Date.now() - started;
+    if (ok) return { elapsedMs, observed };
+    if (elapsedMs > timeoutMs) throw new Failure(`${description}: not within ${timeoutMs} ms`, observed);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** Every media connection of a classroom page (window.multistream.pcs()) with its state and
+ * RTP counters from getStats: inbound {kind, bytesReceived, packetsReceived, framesDecoded,
+ * totalSamplesReceived, packetsLost}, outbound {kind, rid, bytesSent, framesEncoded}, and the
+ * transport's ICE/DTLS state and SRTP cipher. */
+export function mediaLinks(page) {
+  return page.evaluate(async () => {
+    const links = [];
+    for (const { name, source, direction, pc } of window.multistream?.pcs() ?? []) {
+      const inbound = [];
+      const outbound = [];
+      let transport = null;
+      (await pc.getStats()).forEach((report) => {
+        if (report.type === 'inbound-rtp') {
+          inbound.push({
+            kind: report.kind,
+            bytesReceived: report.bytesReceived ?? 0,
+            packetsReceived: report.packetsReceived ?? 0,
+            framesDecoded: report.framesDecoded,
+            totalSamplesReceived: report.totalSamplesReceived,
+            packetsLost: report.packetsLost,
+          });
+        } else if (report.type === 'outbound-rtp') {
+          outbound.push({ kind: report.kind, rid: report.rid, bytesSent: report.bytesSent ?? 0, framesEncoded: report.framesEncoded });
+        } else if (report.type === 'transport') {
+          transport = { iceState: report.iceState, dtlsState: report.dtlsState, srtpCipher: report.srtpCipher };
+        }
+      });
+      links.push({ name, source, direction, connectionState: pc.connectionState, transport, inbound, outbound });
+    }
+    return links;
+  });
+}
+
+/** Sum of a Prometheus metric over the series whose labels include `labels` (all series when
+ * empty), or null when the text has no such series. */
+export function metricSum(metricsText, name, labels = {}) {
+  let total = null;
+  for (const line of metricsText.split('\n')) {
+    const match = /^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line.trim());
+    if (!match || match[1] !== name) continue;
+    const seriesLabels = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
+    if (Object.entries(labels).every(([key, value]) => seriesLabels[key] === value)) {
+      total = (total ?? 0) + Number(match[3]);
+    }
+  }
+  return total;
+}
+
+/** GET `${baseUrl}/metrics`: `{text}`, or `{busy: reason}` while the node answers 503 (callers
+ * polling treat that as "not yet"); any other refusal is a Failure. */
+export async function fetchMetrics(baseUrl) {
+  const response = await fetch(`${baseUrl}/metrics`);
+  const text = await response.text();
+  if (response.status === 503) return { busy: `GET /metrics answered 503: ${text.trim()}` };
+  if (!response.ok) throw new Failure(`GET ${baseUrl}/metrics answered ${response.status}`, text.slice(0, 2000));
+  return { text };
+}

@@ -7,9 +7,10 @@
 //! reaches the teacher; a student's scene change is refused and the page shows why; a reloaded
 //! page gets the class back from a snapshot; the teacher lets a student draw and removes
 //! another. The scenario runs over plain HTTP on loopback and over HTTPS with the node's
-//! self-signed certificate. A second scenario (`tests/e2e/two_edges.mjs`) puts the teacher and a
-//! student on different edges of a two-edge cluster and checks that the class state reaches
-//! across (not media, which does not cross edges yet). A third (`tests/e2e/nearest_edge.mjs`)
+//! self-signed certificate. A second scenario (`tests/e2e/two_edges.mjs`) puts the teacher on one
+//! edge of a two-edge cluster and two students on the other, and checks that the teacher's
+//! camera and microphone (relayed between the edges, one copy for both) and the class state
+//! reach across. A third (`tests/e2e/nearest_edge.mjs`)
 //! follows a join that one edge places on another, then the page moving to the first edge when
 //! the second is killed.
 //!
@@ -104,13 +105,16 @@ fn the_class_works_over_https() {
     assert!(node.stop(), "the node exits cleanly after the class");
 }
 
-/// One class across two edges: the teacher's page on edge 0, a student's on edge 1 (each link
-/// signed by its own edge). Scene, whiteboard, slides (the image fetched by edge 1 from edge 0 by
-/// its address) and chat reach the student, and the student's chat reaches the teacher. The
-/// edges are named, and each page shows its own edge and the edge beside every person. Media
-/// does not cross edges yet, so only the class state is checked (`tests/e2e/two_edges.mjs`).
+/// One class across two edges (`tests/e2e/two_edges.mjs`): the teacher's page on edge 0, two
+/// students' pages on edge 1 (each joining through edge 1's invitation, in its own browser
+/// context; each link signed by its own edge). The teacher turns on camera and microphone, and
+/// both students decode the video (frames keep coming) and receive the audio that edge 1 imports
+/// once from edge 0 (checked in both edges' relay metrics, which drop to nothing when the
+/// students leave). Scene, whiteboard, slides (the image fetched by edge 1 from edge 0 by its
+/// address) and chat reach the students, and a student's chat reaches the teacher. The edges
+/// are named, and each page shows its own edge and the edge beside every person.
 #[test]
-fn a_teacher_and_a_student_on_two_edges_in_chromium() {
+fn a_teacher_and_two_students_on_two_edges_in_chromium() {
     const NAMES: [&str; 2] = ["North campus", "South campus"];
     let cluster = Cluster::new("browser-edges", 2).expect("the cluster's data directories and ids");
     let edge0 = cluster
@@ -157,14 +161,19 @@ fn polls_and_questions_in_chromium() {
 /// edge 0, the class's home, with the same token and its place in the log.
 #[test]
 fn a_join_is_sent_to_its_campus_edge_and_moves_when_it_dies_in_chromium() {
-    let cluster = Cluster::new("browser-nearest", 2).expect("the cluster's data directories and ids");
+    let cluster =
+        Cluster::new("browser-nearest", 2).expect("the cluster's data directories and ids");
     let key = cluster.dirs[0].join("cluster-issuer.key");
     let key_arg = key.to_string_lossy().to_string();
     let made = Command::new(multistream_tests::node_process::node_binary())
         .args(["issuer-key", "--out", &key_arg])
         .output()
         .expect("the node binary runs");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let edge0 = cluster
         .start_with(0, &["--issuer-key", &key_arg, "--edge-name", "Central"])
         .expect("edge 0 starts");
@@ -190,12 +199,16 @@ fn a_join_is_sent_to_its_campus_edge_and_moves_when_it_dies_in_chromium() {
         let listed = runtime.block_on(async {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             loop {
-                let answer = multistream_tests::http::request(edge.http, "GET", "/api/edges", &[], b"")
-                    .await
-                    .map(|r| r.body)
-                    .unwrap_or_default();
+                let answer =
+                    multistream_tests::http::request(edge.http, "GET", "/api/edges", &[], b"")
+                        .await
+                        .map(|r| r.body)
+                        .unwrap_or_default();
                 let edges: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
-                if edges["edges"].as_array().is_some_and(|list| list.len() == 2) {
+                if edges["edges"]
+                    .as_array()
+                    .is_some_and(|list| list.len() == 2)
+                {
                     return true;
                 }
                 if tokio::time::Instant::now() >= deadline {

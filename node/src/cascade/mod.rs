@@ -321,7 +321,16 @@ impl RelayShell {
             self.core
                 .handle_local_media(&track, layer, Arc::from(bytes));
         }
-        while let Some((peer, track, layer)) = sfu.poll_remote_keyframe() {
+        let mut keyframes = Vec::new();
+        while let Some(request) = sfu.poll_remote_keyframe() {
+            keyframes.push(request);
+        }
+        if !keyframes.is_empty() {
+            // A subscriber that just bound or moved up a layer: its demand first, so the
+            // import it needs exists when the keyframe request reaches the relay core.
+            self.review(now, sfu);
+        }
+        for (peer, track, layer) in keyframes {
             let Some(remote) = self.by_remote.get(&peer).and_then(|k| self.remote.get(k)) else {
                 continue;
             };

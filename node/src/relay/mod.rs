@@ -171,6 +171,9 @@ struct Import {
     media_at: Option<Instant>,
     refused: Option<(String, String)>,
     keyframe_at: BTreeMap<u8, Instant>,
+    /// Layers a subscriber here wants a keyframe of before the subscription is accepted: asked
+    /// for with the first keyframe request once it is.
+    keyframes_pending: BTreeSet<u8>,
 }
 
 impl Import {
@@ -185,6 +188,7 @@ impl Import {
             media_at: None,
             refused: None,
             keyframe_at: BTreeMap::new(),
+            keyframes_pending: BTreeSet::new(),
         }
     }
 }
@@ -315,6 +319,15 @@ impl RelayCore {
         let Some(import) = self.imports.get_mut(track) else {
             return;
         };
+        let behind_cut = import
+            .route
+            .first()
+            .is_some_and(|next| self.down.contains(next));
+        if import.channel.is_none() || behind_cut {
+            // Not flowing (yet, or again): the fresh start asks for this layer too.
+            import.keyframes_pending.insert(layer.min(LAYER_MAX));
+            return;
+        }
         if import
             .keyframe_at
             .get(&layer)
@@ -421,10 +434,14 @@ impl RelayCore {
                     self.channels.remove(&(from.clone(), old));
                 }
                 self.channels.insert((from, channel), track.clone());
-                // A fresh start: the decoders need a keyframe.
-                let layer = import.requested;
+                // A fresh start: the decoders need a keyframe, of the layer asked for and of
+                // any layer a subscriber here asked for meanwhile.
+                let mut layers = std::mem::take(&mut import.keyframes_pending);
+                layers.insert(import.requested);
                 import.keyframe_at.clear();
-                self.request_keyframe(now, &track, layer);
+                for layer in layers {
+                    self.request_keyframe(now, &track, layer);
+                }
             }
             RelayMessage::Unsubscribe { track } => {
                 self.unexport(&track, &from);

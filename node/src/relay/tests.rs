@@ -251,6 +251,32 @@ fn an_edge_gets_one_copy_of_the_layers_it_needs_and_keyframes_on_request() {
 }
 
 #[test]
+fn a_keyframe_asked_for_while_the_import_cannot_flow_is_not_lost() {
+    let mut net = Net::new(2);
+    let video = track(TrackKind::Video);
+    net.cores[0].set_local(video.clone(), true);
+    net.demand(1, &video, &[0], Some(2));
+    net.run(Duration::from_millis(20));
+    // A subscriber here moves to layer 1 while the link is down.
+    net.set_link(0, 1, false);
+    net.local_keyframes[0].clear();
+    let now = net.now;
+    net.cores[1].request_keyframe(now, &video, 1);
+    net.drain();
+    net.run(KEYFRAME_INTERVAL);
+    assert!(net.local_keyframes[0].is_empty());
+    net.set_link(0, 1, true);
+    net.run(Duration::from_millis(20));
+    let mut asked: Vec<u8> = net.local_keyframes[0].iter().map(|(_, l)| *l).collect();
+    asked.sort();
+    assert_eq!(
+        asked,
+        vec![1, 2],
+        "the fresh start asks for the import's layer and the one the subscriber waits for"
+    );
+}
+
+#[test]
 fn relays_chain_through_an_edge_and_each_link_carries_one_copy() {
     let mut net = Net::new(3);
     let video = track(TrackKind::Video);
