@@ -291,9 +291,24 @@ impl RelayCore {
             Some(import) => {
                 import.local = max_layer;
                 if !route.is_empty() && import.route != route {
-                    import.route = route;
-                    import.channel = None;
+                    let old = std::mem::replace(&mut import.route, route);
+                    let channel = import.channel.take();
                     import.state = ImportState::Requesting;
+                    // A new route: the old next hop stops sending at once rather than at its
+                    // export's timeout.
+                    if let Some(previous) = old.first()
+                        && import.route.first() != Some(previous)
+                    {
+                        if let Some(channel) = channel {
+                            self.channels.remove(&(previous.clone(), channel));
+                        }
+                        self.outputs.push_back(RelayOutput::Send {
+                            to: previous.clone(),
+                            message: RelayMessage::Unsubscribe {
+                                track: track.clone(),
+                            },
+                        });
+                    }
                 }
             }
             None => {

@@ -330,6 +330,31 @@ fn relays_chain_through_an_edge_and_each_link_carries_one_copy() {
 }
 
 #[test]
+fn a_new_route_ends_the_old_one_at_once() {
+    let mut net = Net::new(3);
+    let video = track(TrackKind::Video);
+    net.cores[0].set_local(video.clone(), true);
+    net.demand(1, &video, &[0], Some(0));
+    net.run(Duration::from_millis(20));
+    net.publish(0, &video, 0, 5);
+    net.run(Duration::from_millis(20));
+    assert_eq!(net.sent(0, 1), 5);
+    // Edge 1 now takes the way through edge 2.
+    net.demand(1, &video, &[2, 0], Some(0));
+    net.run(Duration::from_millis(20));
+    assert_eq!(
+        net.cores[0].exports_of(&video),
+        vec![(net.ids[2].clone(), 0)],
+        "edge 0 sends only to edge 2, not until edge 1's export times out"
+    );
+    net.publish(0, &video, 0, 5);
+    net.run(Duration::from_millis(20));
+    assert_eq!(net.sent(0, 1), 5);
+    assert_eq!(net.sent(2, 1), 5);
+    assert_eq!(layers_delivered(&net, 1), BTreeMap::from([(0, 10)]));
+}
+
+#[test]
 fn a_route_that_loops_or_runs_too_long_is_refused() {
     let mut net = Net::new(3);
     let video = track(TrackKind::Video);

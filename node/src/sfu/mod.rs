@@ -523,6 +523,8 @@ impl Sfu {
         };
         for peer in self.peers.values() {
             match &peer.role {
+                // Not a connection: a feed from another edge (counted by the relay).
+                Role::Publisher(publisher) if publisher.remote => continue,
                 Role::Publisher(publisher) => {
                     gauges.publishers += 1;
                     gauges.tracks_published += publisher.tracks.len();
