@@ -223,11 +223,14 @@ impl RelayLinks {
             let Some(control) = controls.remove(&peer) else {
                 continue;
             };
-            tokio::spawn(dial(
-                Arc::clone(self),
-                endpoint.clone(),
+            let link = Link {
+                links: Arc::clone(self),
+                endpoint: endpoint.clone(),
                 peer,
                 address,
+            };
+            tokio::spawn(dial(
+                link,
                 control,
                 inbound.clone(),
                 report.clone(),
@@ -237,16 +240,27 @@ impl RelayLinks {
     }
 }
 
-async fn dial(
+/// The peer one dialling task keeps a connection to.
+struct Link {
     links: Arc<RelayLinks>,
     endpoint: Endpoint,
     peer: NodeId,
     address: EndpointAddr,
+}
+
+async fn dial(
+    link: Link,
     mut control: mpsc::Receiver<LinkMessage>,
     inbound: mpsc::Sender<RelayInput>,
     report: watch::Receiver<EdgeReport>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Link {
+        links,
+        endpoint,
+        peer,
+        address,
+    } = link;
     let Some(slot) = links.slots.get(&peer) else {
         return;
     };

@@ -355,9 +355,10 @@ impl RelayShell {
                 } => {
                     let datagram = Bytes::from(encode_datagram(channel, layer, &packet));
                     let queue = self.queues.entry(to.clone()).or_default();
-                    if !queue.is_empty() {
-                        queue.push(kind, (kind, datagram));
-                    } else if self.links.send_datagram(&to, datagram.clone()) == Sent::Full {
+                    // Behind what already waits, or waiting itself when the connection is full.
+                    if !queue.is_empty()
+                        || self.links.send_datagram(&to, datagram.clone()) == Sent::Full
+                    {
                         queue.push(kind, (kind, datagram));
                     }
                 }
