@@ -420,9 +420,15 @@ mod tests {
             ..FileConfig::default()
         };
         let message = error(bad_network);
-        assert!(message.contains("campus_networks") && message.contains("10.20.0.0/33"), "{message}");
+        assert!(
+            message.contains("campus_networks") && message.contains("10.20.0.0/33"),
+            "{message}"
+        );
         let too_many = FileConfig {
-            campus_networks: Some(vec!["10.0.0.0/8".into(); crate::placement::PREFIXES_PER_EDGE_MAX + 1]),
+            campus_networks: Some(vec![
+                "10.0.0.0/8".into();
+                crate::placement::PREFIXES_PER_EDGE_MAX + 1
+            ]),
             ..FileConfig::default()
         };
         assert!(error(too_many).contains("at most"));

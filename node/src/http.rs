@@ -300,16 +300,12 @@ pub fn router(state: AppState) -> Router {
         .route("/whip/{session}", post(whip_offer).options(whip_options))
         .route(
             "/whip/{session}/{resource}",
-            delete(whip_delete)
-                .patch(no_trickle)
-                .options(whip_options),
+            delete(whip_delete).patch(no_trickle).options(whip_options),
         )
         .route("/whep/{session}", post(whep_offer).options(whip_options))
         .route(
             "/whep/{session}/{resource}",
-            delete(whep_delete)
-                .patch(no_trickle)
-                .options(whip_options),
+            delete(whep_delete).patch(no_trickle).options(whip_options),
         )
         .route(
             "/api/sessions/{session}/join",

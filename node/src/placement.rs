@@ -53,9 +53,7 @@ pub fn parse_origin(text: &str) -> Result<String, String> {
     if trimmed.len() > ORIGIN_CHARS_MAX {
         return Err(bad("too long"));
     }
-    let (scheme, rest) = trimmed
-        .split_once("://")
-        .ok_or_else(|| bad("no scheme"))?;
+    let (scheme, rest) = trimmed.split_once("://").ok_or_else(|| bad("no scheme"))?;
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
         return Err(bad("the scheme is http or https"));
@@ -84,7 +82,9 @@ pub fn parse_origin(text: &str) -> Result<String, String> {
     let port = match port {
         "" => String::new(),
         _ => {
-            let digits = port.strip_prefix(':').ok_or_else(|| bad("no path, query or fragment"))?;
+            let digits = port
+                .strip_prefix(':')
+                .ok_or_else(|| bad("no path, query or fragment"))?;
             let number: u16 = digits.parse().map_err(|_| bad("the port is a number"))?;
             if number == 0 {
                 return Err(bad("port 0"));
@@ -411,7 +411,10 @@ mod tests {
     #[test]
     fn origins_are_checked_and_normalised() {
         for (text, origin) in [
-            ("https://North.Example.org:8443/", "https://north.example.org:8443"),
+            (
+                "https://North.Example.org:8443/",
+                "https://north.example.org:8443",
+            ),
             ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
             ("HTTP://[::1]:80", "http://[::1]:80"),
             ("https://edge", "https://edge"),
@@ -455,10 +458,9 @@ mod tests {
         assert_eq!(candidate.prefixes.len(), PREFIXES_PER_EDGE_MAX - 1);
         assert_eq!((candidate.load, candidate.capacity), (3, 10));
         // A report from an edge that predates the issuer field still reads.
-        let old: EdgeReport = serde_json::from_str(
-            r#"{"name":"n","url":"","networks":[],"load":0,"capacity":1}"#,
-        )
-        .expect("reads");
+        let old: EdgeReport =
+            serde_json::from_str(r#"{"name":"n","url":"","networks":[],"load":0,"capacity":1}"#)
+                .expect("reads");
         assert_eq!(old.issuer, "");
     }
 

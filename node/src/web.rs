@@ -31,7 +31,10 @@ pub fn content_security_policy(origins: &[String]) -> String {
         .iter()
         .filter_map(|origin| {
             let (scheme, rest) = origin.split_once("://")?;
-            Some(format!("{}://{rest}", if scheme == "https" { "wss" } else { "ws" }))
+            Some(format!(
+                "{}://{rest}",
+                if scheme == "https" { "wss" } else { "ws" }
+            ))
         })
         .collect();
     let sockets = sockets.join(" ");

@@ -19,7 +19,7 @@
 
 import { chromium } from 'playwright-core';
 
-import { CHROMIUM_ARGS, Failure, drawOnBoard, sha256, slidePng } from './common.mjs';
+import { CHROMIUM_ARGS, Failure, drawOnBoard, metricSum, sha256, slidePng } from './common.mjs';
 
 /** The whole run, launch to close; a normal run takes about 15 s on 2 busy cores. */
 const TOTAL_TIMEOUT_MS = 90_000;
@@ -165,20 +165,6 @@ async function joinAsStudent(label, env, name) {
   return page;
 }
 
-/** Sum of a Prometheus gauge over the series whose labels include `labels`, or null if absent. */
-function gauge(metricsText, name, labels) {
-  let total = null;
-  for (const line of metricsText.split('\n')) {
-    const match = /^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line.trim());
-    if (!match || match[1] !== name) continue;
-    const seriesLabels = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
-    if (Object.entries(labels).every(([key, value]) => seriesLabels[key] === value)) {
-      total = (total ?? 0) + Number(match[3]);
-    }
-  }
-  return total;
-}
-
 /** multistream_peers{kind="subscriber"} from /metrics; value is null while the node answers
  * 503 (its media task is busy), which callers treat as "not yet", not as a failure. */
 async function subscriberCount(env) {
@@ -186,7 +172,7 @@ async function subscriberCount(env) {
   const text = await response.text();
   if (response.status === 503) return { value: null, reason: `GET /metrics answered 503: ${text.trim()}` };
   if (!response.ok) throw new Failure(`GET /metrics answered ${response.status}`, text.slice(0, 2000));
-  const value = gauge(text, 'multistream_peers', { kind: 'subscriber' });
+  const value = metricSum(text, 'multistream_peers', { kind: 'subscriber' });
   if (value === null) {
     throw new Failure('GET /metrics has no multistream_peers{kind="subscriber"} series',
       text.split('\n').filter((line) => line.includes('multistream_peers')).join('\n') || text.slice(0, 2000));

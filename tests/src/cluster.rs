@@ -125,6 +125,23 @@ impl Cluster {
             .expect("some session hashes to every edge")
     }
 
+    /// Makes a cluster issuer key (with the node's `issuer-key` command) in edge 0's data
+    /// directory; returns its path, for every edge's `--issuer-key`, and the public key the
+    /// command printed.
+    pub fn issuer_key(&self) -> Result<(String, String), String> {
+        let key = self.dirs[0].join("cluster-issuer.key");
+        let key = key.to_string_lossy().to_string();
+        let made = std::process::Command::new(crate::node_process::node_binary())
+            .args(["issuer-key", "--out", &key])
+            .output()
+            .map_err(|e| format!("the node binary does not run: {e}"))?;
+        if !made.status.success() {
+            return Err(String::from_utf8_lossy(&made.stderr).into_owned());
+        }
+        let public = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+        Ok((key, public))
+    }
+
     /// A token for `session` signed by edge `i`.
     pub fn token(
         &self,

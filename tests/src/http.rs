@@ -37,12 +37,7 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    tokio::time::timeout(
-        REQUEST_DEADLINE,
-        request_inner(None, addr, method, path, headers, body),
-    )
-    .await
-    .map_err(|_| std::io::Error::other("the request timed out"))?
+    bounded(request_inner(None, addr, method, path, headers, body)).await
 }
 
 /// Sends one request from the local address `from` (another loopback address, such as
@@ -55,12 +50,16 @@ pub async fn request_from(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    tokio::time::timeout(
-        REQUEST_DEADLINE,
-        request_inner(Some(from), addr, method, path, headers, body),
-    )
-    .await
-    .map_err(|_| std::io::Error::other("the request timed out"))?
+    bounded(request_inner(Some(from), addr, method, path, headers, body)).await
+}
+
+/// A request that gives up after [`REQUEST_DEADLINE`].
+async fn bounded(
+    request: impl std::future::Future<Output = std::io::Result<Response>>,
+) -> std::io::Result<Response> {
+    tokio::time::timeout(REQUEST_DEADLINE, request)
+        .await
+        .map_err(|_| std::io::Error::other("the request timed out"))?
 }
 
 async fn request_inner(

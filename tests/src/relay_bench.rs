@@ -163,6 +163,28 @@ async fn students(
     Ok(out)
 }
 
+/// The teacher, publishing simulcast on edge 0.
+async fn teacher(
+    chain: &Chain,
+    clock_base: Instant,
+    window: &Arc<AtomicU64>,
+) -> Result<udp::Running, String> {
+    let token = chain.token(0, "teacher", ProtoRole::Teacher)?;
+    let mut publisher = start_client(
+        &chain.edges[0],
+        &format!("/whip/{SESSION}"),
+        &token,
+        Role::Publisher { simulcast: true },
+        clock_base,
+        window,
+    )
+    .await?;
+    if !publisher.wait_for(START_LIMIT, |s| s.connected).await {
+        return Err("the teacher did not connect".into());
+    }
+    Ok(publisher)
+}
+
 async fn egress(node: &NodeProcess, peer: &str) -> Result<(f64, f64, f64), String> {
     let page = node.metrics().await?;
     let read = |series: &str| metric(&page, series).ok_or_else(|| format!("no {series}"));
@@ -183,19 +205,7 @@ pub async fn measure(audience: usize, window: Duration) -> Result<Row, String> {
     let chain = Chain::start(&format!("cascade-{audience}")).await?;
     let clock_base = Instant::now();
     let delay_window = Arc::new(AtomicU64::new(u64::MAX));
-    let teacher = chain.token(0, "teacher", ProtoRole::Teacher)?;
-    let mut publisher = start_client(
-        &chain.edges[0],
-        &format!("/whip/{SESSION}"),
-        &teacher,
-        Role::Publisher { simulcast: true },
-        clock_base,
-        &delay_window,
-    )
-    .await?;
-    if !publisher.wait_for(START_LIMIT, |s| s.connected).await {
-        return Err("the teacher did not connect".into());
-    }
+    let publisher = teacher(&chain, clock_base, &delay_window).await?;
     let near = students(&chain, 0, 1, "near", clock_base, &delay_window).await?;
     let one_hop = students(&chain, 1, audience, "mid", clock_base, &delay_window).await?;
     let two_hops = students(&chain, 2, 1, "far", clock_base, &delay_window).await?;
@@ -247,19 +257,7 @@ pub async fn restore_times(rounds: usize) -> Result<Vec<(Duration, Duration)>, S
     let mut cut = Cut::new(0, chain.cluster.peer_host(0), chain.cluster.peer_host(1));
     let clock_base = Instant::now();
     let window = Arc::new(AtomicU64::new(u64::MAX));
-    let teacher = chain.token(0, "teacher", ProtoRole::Teacher)?;
-    let mut publisher = start_client(
-        &chain.edges[0],
-        &format!("/whip/{SESSION}"),
-        &teacher,
-        Role::Publisher { simulcast: true },
-        clock_base,
-        &window,
-    )
-    .await?;
-    if !publisher.wait_for(START_LIMIT, |s| s.connected).await {
-        return Err("the teacher did not connect".into());
-    }
+    let publisher = teacher(&chain, clock_base, &window).await?;
     let mut mid = students(&chain, 1, 1, "mid", clock_base, &window).await?;
     let mut far = students(&chain, 2, 1, "far", clock_base, &window).await?;
     let mut times = Vec::with_capacity(rounds);

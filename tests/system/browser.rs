@@ -163,17 +163,7 @@ fn polls_and_questions_in_chromium() {
 fn a_join_is_sent_to_its_campus_edge_and_moves_when_it_dies_in_chromium() {
     let cluster =
         Cluster::new("browser-nearest", 2).expect("the cluster's data directories and ids");
-    let key = cluster.dirs[0].join("cluster-issuer.key");
-    let key_arg = key.to_string_lossy().to_string();
-    let made = Command::new(multistream_tests::node_process::node_binary())
-        .args(["issuer-key", "--out", &key_arg])
-        .output()
-        .expect("the node binary runs");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (key_arg, _) = cluster.issuer_key().expect("a cluster issuer key");
     let edge0 = cluster
         .start_with(0, &["--issuer-key", &key_arg, "--edge-name", "Central"])
         .expect("edge 0 starts");

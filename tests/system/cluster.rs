@@ -420,18 +420,7 @@ async fn bad_frames_from_a_peer_are_counted_and_harm_nothing() {
 #[tokio::test]
 async fn a_cluster_issuer_token_is_accepted_by_every_edge() {
     let cluster = Cluster::new("issuer", 2).expect("a cluster");
-    let key = cluster.dirs[0].join("cluster-issuer.key");
-    let key_arg = key.to_string_lossy().to_string();
-    let made = std::process::Command::new(multistream_tests::node_process::node_binary())
-        .args(["issuer-key", "--out", &key_arg])
-        .output()
-        .expect("the node binary runs");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let public = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+    let (key_arg, public) = cluster.issuer_key().expect("a cluster issuer key");
     assert_eq!(public.len(), 64, "{public}");
 
     let edge0 = cluster

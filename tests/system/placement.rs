@@ -11,7 +11,7 @@ use multistream_proto::session::EventBody;
 use multistream_tests::classroom::ClassClient;
 use multistream_tests::cluster::Cluster;
 use multistream_tests::http::{Response, metric, request, request_from};
-use multistream_tests::node_process::{NodeProcess, node_binary, token_in};
+use multistream_tests::node_process::{NodeProcess, token_in};
 
 const SESSION: &str = "geography";
 
@@ -25,22 +25,6 @@ const SOUTH_CAMPUS: &str = "127.0.0.3";
 
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("an IP address")
-}
-
-/// Makes a cluster issuer key in `dir` and returns its path.
-fn issuer_key(dir: &Path) -> String {
-    let key = dir.join("cluster-issuer.key");
-    let key_arg = key.to_string_lossy().to_string();
-    let made = std::process::Command::new(node_binary())
-        .args(["issuer-key", "--out", &key_arg])
-        .output()
-        .expect("the node binary runs");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    key_arg
 }
 
 /// An invitation to `SESSION`, signed by the node in `dir` (with `extra` flags for `token`).
@@ -136,7 +120,7 @@ impl Tally {
 #[tokio::test]
 async fn joins_go_to_the_campus_edge_then_the_nearest_then_the_emptiest() {
     let cluster = Cluster::new("placement", 3).expect("data directories");
-    let key = issuer_key(&cluster.dirs[0]);
+    let (key, _) = cluster.issuer_key().expect("a cluster issuer key");
     let start = |i: usize, name: &str, campus: Option<&str>| {
         let mut args = vec!["--issuer-key", key.as_str(), "--edge-name", name];
         if let Some(network) = campus {
@@ -169,9 +153,15 @@ async fn joins_go_to_the_campus_edge_then_the_nearest_then_the_emptiest() {
     assert_eq!(north_entry["url"], north.base_url.as_str());
     assert_eq!(north_entry["this"], false);
     // Browsers time /healthz on each edge from another origin: readable cross-origin, uncached.
-    let health = request(north.http, "GET", "/healthz", &[("Origin", "http://elsewhere")], b"")
-        .await
-        .expect("answers");
+    let health = request(
+        north.http,
+        "GET",
+        "/healthz",
+        &[("Origin", "http://elsewhere")],
+        b"",
+    )
+    .await
+    .expect("answers");
     assert_eq!(health.status, 200);
     assert_eq!(health.header("access-control-allow-origin"), Some("*"));
     assert_eq!(health.header("cache-control"), Some("no-store"));
@@ -192,7 +182,13 @@ async fn joins_go_to_the_campus_edge_then_the_nearest_then_the_emptiest() {
 
     // A browser on North's campus network joining through Central is sent to North, and the
     // token Central signed is accepted there.
-    let response = join(central.http, NORTH_CAMPUS, &invite, serde_json::json!({"name": "Ada"})).await;
+    let response = join(
+        central.http,
+        NORTH_CAMPUS,
+        &invite,
+        serde_json::json!({"name": "Ada"}),
+    )
+    .await;
     assert_eq!(response.status, 200, "{}", response.body);
     let answer = json(&response);
     tally.note(&answer);
@@ -230,8 +226,7 @@ async fn joins_go_to_the_campus_edge_then_the_nearest_then_the_emptiest() {
     assert_eq!(answer["placement"]["reason"], "campus");
 
     // Off campus, the edge the browser measured nearest.
-    let rtts =
-        serde_json::json!({ central_id.as_str(): 40, north_id.as_str(): 55.5, south_id.as_str(): 3.2 });
+    let rtts = serde_json::json!({ central_id.as_str(): 40, north_id.as_str(): 55.5, south_id.as_str(): 3.2 });
     let answer = json(
         &join(
             central.http,
@@ -266,7 +261,15 @@ async fn joins_go_to_the_campus_edge_then_the_nearest_then_the_emptiest() {
     assert!(answer.get("redirect").is_none(), "{answer}");
 
     // Nothing measured, all equally empty: this edge.
-    let answer = json(&join(central.http, OFF_CAMPUS, &invite, serde_json::json!({"name": "Ed"})).await);
+    let answer = json(
+        &join(
+            central.http,
+            OFF_CAMPUS,
+            &invite,
+            serde_json::json!({"name": "Ed"}),
+        )
+        .await,
+    );
     tally.note(&answer);
     assert_eq!(answer["edge"]["id"], central_id.as_str(), "{answer}");
     assert_eq!(answer["placement"]["reason"], "least_loaded");
@@ -285,8 +288,15 @@ async fn joins_go_to_the_campus_edge_then_the_nearest_then_the_emptiest() {
         .expect("connects");
     let deadline = tokio::time::Instant::now() + EDGES_DEADLINE;
     let answer = loop {
-        let answer =
-            json(&join(central.http, OFF_CAMPUS, &invite, serde_json::json!({"name": "Gus"})).await);
+        let answer = json(
+            &join(
+                central.http,
+                OFF_CAMPUS,
+                &invite,
+                serde_json::json!({"name": "Gus"}),
+            )
+            .await,
+        );
         tally.note(&answer);
         if answer["edge"]["id"] != central_id.as_str() {
             break answer;
@@ -302,9 +312,21 @@ async fn joins_go_to_the_campus_edge_then_the_nearest_then_the_emptiest() {
 
     // Bad round-trip times are refused, each with its reason.
     for (rtts, error, says) in [
-        (serde_json::json!({ north_id.as_str(): "fast" }), "bad_json", "rtts"),
-        (serde_json::json!({ north_id.as_str(): -1 }), "bad_rtts", "0 to 60000"),
-        (serde_json::json!({ north_id.as_str(): 60001 }), "bad_rtts", "0 to 60000"),
+        (
+            serde_json::json!({ north_id.as_str(): "fast" }),
+            "bad_json",
+            "rtts",
+        ),
+        (
+            serde_json::json!({ north_id.as_str(): -1 }),
+            "bad_rtts",
+            "0 to 60000",
+        ),
+        (
+            serde_json::json!({ north_id.as_str(): 60001 }),
+            "bad_rtts",
+            "0 to 60000",
+        ),
         (serde_json::json!([1, 2]), "bad_json", "rtts"),
         (
             serde_json::Value::Object(
@@ -332,7 +354,13 @@ async fn joins_go_to_the_campus_edge_then_the_nearest_then_the_emptiest() {
 
     // The counters say what the answers said.
     let page = central.metrics().await.expect("metrics");
-    for reason in ["campus", "nearest", "least_loaded", "only_choice", "no_cluster_issuer"] {
+    for reason in [
+        "campus",
+        "nearest",
+        "least_loaded",
+        "only_choice",
+        "no_cluster_issuer",
+    ] {
         let series = format!("multistream_placement_decisions_total{{reason=\"{reason}\"}}");
         let expected = tally.decisions.get(reason).copied().unwrap_or(0) as f64;
         assert_eq!(metric(&page, &series), Some(expected), "{series}");
@@ -349,7 +377,8 @@ async fn joins_go_to_the_campus_edge_then_the_nearest_then_the_emptiest() {
         !ids.contains(north_id) && ids.len() == 2
     })
     .await;
-    let rtts = serde_json::json!({ north_id.as_str(): 1, central_id.as_str(): 20, south_id.as_str(): 20 });
+    let rtts =
+        serde_json::json!({ north_id.as_str(): 1, central_id.as_str(): 20, south_id.as_str(): 20 });
     for from in [NORTH_CAMPUS, OFF_CAMPUS] {
         let answer = json(
             &join(
@@ -378,15 +407,31 @@ async fn without_a_cluster_issuer_a_join_stays_and_says_why() {
     let north = cluster
         .start_with(
             1,
-            &["--edge-name", "North campus", "--campus-network", "127.0.0.2/32"],
+            &[
+                "--edge-name",
+                "North campus",
+                "--campus-network",
+                "127.0.0.2/32",
+            ],
         )
         .expect("starts");
     wait_for_edges(central.http, "both edges", |ids| ids.len() == 2).await;
     let invite = invitation(&cluster.dirs[0], &[]);
-    let answer = json(&join(central.http, NORTH_CAMPUS, &invite, serde_json::json!({"name": "Ada"})).await);
+    let answer = json(
+        &join(
+            central.http,
+            NORTH_CAMPUS,
+            &invite,
+            serde_json::json!({"name": "Ada"}),
+        )
+        .await,
+    );
     assert_eq!(answer["edge"]["id"], cluster.ids[0].as_str(), "{answer}");
     assert_eq!(answer["placement"]["reason"], "no_cluster_issuer");
-    assert_eq!(answer["placement"]["preferred"]["id"], cluster.ids[1].as_str());
+    assert_eq!(
+        answer["placement"]["preferred"]["id"],
+        cluster.ids[1].as_str()
+    );
     assert_eq!(answer["placement"]["rule"]["reason"], "campus");
     assert!(answer.get("redirect").is_none(), "{answer}");
     let page = central.metrics().await.expect("metrics");
@@ -397,11 +442,22 @@ async fn without_a_cluster_issuer_a_join_stays_and_says_why() {
         ),
         Some(1.0)
     );
-    assert_eq!(metric(&page, "multistream_placement_redirects_total"), Some(0.0));
+    assert_eq!(
+        metric(&page, "multistream_placement_redirects_total"),
+        Some(0.0)
+    );
     // A standalone node: the only choice.
     let alone = NodeProcess::start("placement-alone").expect("starts");
     let invite = invitation(&alone.data_dir, &[]);
-    let answer = json(&join(alone.http, OFF_CAMPUS, &invite, serde_json::json!({"name": "Bo"})).await);
+    let answer = json(
+        &join(
+            alone.http,
+            OFF_CAMPUS,
+            &invite,
+            serde_json::json!({"name": "Bo"}),
+        )
+        .await,
+    );
     assert_eq!(answer["placement"]["reason"], "only_choice", "{answer}");
     assert_eq!(answer["edge"]["url"], alone.base_url.as_str());
     assert!(alone.stop());
