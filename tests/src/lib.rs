@@ -5,6 +5,7 @@
 pub mod classroom;
 pub mod client;
 pub mod cluster;
+pub mod control;
 pub mod http;
 pub mod load;
 pub mod netns;

@@ -3,6 +3,7 @@
 //! - `signaling`: WHIP, WHEP and the join endpoint against a real node process over UDP/TCP;
 //! - `browser`: the classroom in headless Chromium against a real node process;
 //! - `class_log`: the class log over the classroom WebSocket of a real node, across a crash;
+//! - `control`: the control plane's API over SQLite and PostgreSQL: scheduling rules, roles;
 //! - `cluster`: three edge processes joined by the QUIC peer plane, killed and restarted;
 //! - `plugin_cli`: plugin signing keys and signed packages from the node's command line;
 //! - `placement`: joins placed on the campus, nearest or emptiest edge of a real cluster;
@@ -14,6 +15,7 @@
 mod browser;
 mod class_log;
 mod cluster;
+mod control;
 mod placement;
 mod plugin_cli;
 mod plugins;

@@ -1,0 +1,137 @@
+//! The multistream control plane as a library: the binary in `main.rs` is a thin CLI over it,
+//! and the system tests drive the same code. An HTTP API (axum) over SQL (SQLite or
+//! PostgreSQL through sqlx): organisations, people and their roles, courses, edges, and the
+//! sessions scheduled on them.
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub mod api;
+pub mod auth;
+pub mod db;
+pub mod schedule;
+
+use crate::db::{Db, new_id, now_ms};
+
+/// Participants one edge can be registered for, at most.
+pub const EDGE_CAPACITY_MAX: i64 = 10_000;
+
+/// What the service is started with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How early a teacher may start a class before its scheduled start, in milliseconds.
+    pub early_start_ms: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            early_start_ms: schedule::EARLY_START_MARGIN_MS,
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    db: Db,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = api::AppState {
+        db,
+        limiter: Arc::default(),
+        early_start_ms: settings.early_start_ms,
+        booking: Arc::default(),
+    };
+    let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Why the first administrator could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("someone already has the email {0}")]
+    EmailTaken(String),
+    #[error("the database failed: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Makes an organisation (if there is none of that name) and an administrator of it who signs
+/// in with `password`; returns the administrator's id.
+pub async fn bootstrap_admin(
+    db: &Db,
+    organisation: &str,
+    email: &str,
+    name: &str,
+    password: &str,
+) -> Result<String, BootstrapError> {
+    use sqlx::Row;
+    auth::check_new_password(password).map_err(BootstrapError::Invalid)?;
+    let email = email.trim().to_lowercase();
+    if !email.contains('@') {
+        return Err(BootstrapError::Invalid(format!(
+            "{email:?} is not an email address"
+        )));
+    }
+    let (organisation, name) = (organisation.trim(), name.trim());
+    if organisation.is_empty() || name.is_empty() {
+        return Err(BootstrapError::Invalid(
+            "the organisation and the name must not be empty".into(),
+        ));
+    }
+    let password = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|_| BootstrapError::Invalid("hashing the password failed".into()))?
+        .map_err(BootstrapError::Invalid)?;
+    let now = now_ms();
+    let existing = sqlx::query("SELECT id FROM organisations WHERE name = $1")
+        .bind(organisation)
+        .fetch_optional(&db.pool)
+        .await?;
+    let organisation_id = match existing {
+        Some(row) => row.try_get::<String, _>("id")?,
+        None => {
+            let id = new_id();
+            sqlx::query("INSERT INTO organisations (id, name, created_at) VALUES ($1, $2, $3)")
+                .bind(&id)
+                .bind(organisation)
+                .bind(now)
+                .execute(&db.pool)
+                .await?;
+            id
+        }
+    };
+    let user = new_id();
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, organisation_id, email, name, password_hash, disabled, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6)",
+    )
+    .bind(&user)
+    .bind(&organisation_id)
+    .bind(&email)
+    .bind(name)
+    .bind(hash)
+    .bind(now)
+    .execute(&db.pool)
+    .await;
+    match inserted {
+        Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+            return Err(BootstrapError::EmailTaken(email));
+        }
+        other => {
+            other?;
+        }
+    }
+    sqlx::query("INSERT INTO user_roles (id, user_id, role, course_id, created_at) VALUES ($1, $2, 'admin', NULL, $3)")
+        .bind(new_id())
+        .bind(&user)
+        .bind(now)
+        .execute(&db.pool)
+        .await?;
+    Ok(user)
+}

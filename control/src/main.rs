@@ -1,0 +1,147 @@
+//! `multistream-control`: the control plane's command line.
+//!
+//! - `run`: serves the API (and, later, the admin UI) over a database, migrating it on start.
+//! - `create-admin`: makes the first administrator (the password comes from the environment or
+//!   standard input, never from the command line, where other users could see it).
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use multistream_control::db::Db;
+use multistream_control::{Settings, bootstrap_admin, serve};
+
+#[derive(Parser)]
+#[command(
+    name = "multistream-control",
+    version,
+    about = "The multistream control plane"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serves the API.
+    Run {
+        /// Where the API listens.
+        #[arg(long, default_value = "127.0.0.1:8100")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        database: Database,
+        /// How early a teacher may start a class, in minutes.
+        #[arg(long, default_value_t = 15)]
+        early_start_minutes: i64,
+    },
+    /// Makes an organisation's first administrator. The password is read from
+    /// MULTISTREAM_ADMIN_PASSWORD, or else from the first line of standard input.
+    CreateAdmin {
+        #[command(flatten)]
+        database: Database,
+        #[arg(long)]
+        organisation: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct Database {
+    /// The database: sqlite://path/control.db or postgres://user:password@host/database.
+    /// Default: control.db in --data-dir.
+    #[arg(long, env = "MULTISTREAM_CONTROL_DATABASE")]
+    database: Option<String>,
+    /// Where the default SQLite database lives.
+    #[arg(long, default_value = "control-data")]
+    data_dir: PathBuf,
+}
+
+impl Database {
+    async fn open(&self) -> anyhow::Result<Db> {
+        let url = match &self.database {
+            Some(url) => url.clone(),
+            None => {
+                std::fs::create_dir_all(&self.data_dir).map_err(|error| {
+                    anyhow::anyhow!("cannot create {}: {error}", self.data_dir.display())
+                })?;
+                format!("sqlite://{}", self.data_dir.join("control.db").display())
+            }
+        };
+        Ok(Db::open(&url).await?)
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MULTISTREAM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("multistream-control: cannot start a runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("multistream-control: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run {
+            listen,
+            database,
+            early_start_minutes,
+        } => {
+            let db = database.open().await?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot listen on {listen}: {error}"))?;
+            let address = listener.local_addr()?;
+            tracing::info!(%address, "control plane listening");
+            println!("control plane: http://{address}/");
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            let settings = Settings {
+                early_start_ms: early_start_minutes.clamp(0, 24 * 60) * 60_000,
+            };
+            serve(listener, db, settings, shutdown).await?;
+            Ok(())
+        }
+        Command::CreateAdmin {
+            database,
+            organisation,
+            email,
+            name,
+        } => {
+            let password = match std::env::var("MULTISTREAM_ADMIN_PASSWORD") {
+                Ok(password) => password,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let db = database.open().await?;
+            let id = bootstrap_admin(&db, &organisation, &email, &name, &password).await?;
+            println!("{id}");
+            Ok(())
+        }
+    }
+}

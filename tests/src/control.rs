@@ -1,0 +1,209 @@
+//! A control plane for the tests: the real service (`multistream_control::serve`) on a loopback
+//! port of this process, over a fresh SQLite file or a fresh PostgreSQL database, with its first
+//! administrator made. Requests go through [`crate::http`], with JSON bodies and a cookie or an
+//! API key.
+
+use std::net::SocketAddr;
+
+use multistream_control::db::Db;
+use serde_json::Value;
+
+use crate::http::{Response, request};
+
+/// The PostgreSQL server the tests use: a URL whose role may create databases. `tests/run.sh`
+/// installs and starts one and sets it.
+pub const POSTGRES_ENV: &str = "MULTISTREAM_TEST_POSTGRES";
+
+/// The first administrator's sign-in.
+pub const ADMIN_EMAIL: &str = "admin@school.example";
+pub const ADMIN_PASSWORD: &str = "a long admin passphrase";
+
+pub struct Control {
+    pub addr: SocketAddr,
+    pub db: Db,
+    pub admin_id: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Dropped with the server: a PostgreSQL database to remove, or an SQLite directory.
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Directory(std::path::PathBuf),
+    PostgresDatabase { admin_url: String, name: String },
+}
+
+/// Which database a control plane runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Control {
+    /// Starts a control plane on a fresh database of `backend`.
+    pub async fn start(name: &str, backend: Backend) -> Result<Control, String> {
+        let (url, cleanup) = match backend {
+            Backend::Sqlite => {
+                let dir = crate::node_process::fresh_data_dir(name);
+                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                (
+                    format!("sqlite://{}", dir.join("control.db").display()),
+                    Cleanup::Directory(dir),
+                )
+            }
+            Backend::Postgres => {
+                let admin_url = std::env::var(POSTGRES_ENV).map_err(|_| {
+                    format!(
+                        "{POSTGRES_ENV} is not set: the control plane's PostgreSQL tests need a server \
+                         (tests/run.sh installs and starts one; or set it to postgres://user:password@127.0.0.1/db \
+                         for a role that may create databases)"
+                    )
+                })?;
+                let database = format!("ms_test_{}", multistream_control::db::random_hex(6));
+                create_postgres_database(&admin_url, &database).await?;
+                let url = match admin_url.rsplit_once('/') {
+                    Some((server, _)) => format!("{server}/{database}"),
+                    None => return Err(format!("{POSTGRES_ENV} has no database part")),
+                };
+                (
+                    url,
+                    Cleanup::PostgresDatabase {
+                        admin_url,
+                        name: database,
+                    },
+                )
+            }
+        };
+        let db = Db::open(&url).await.map_err(|e| e.to_string())?;
+        let admin_id = multistream_control::bootstrap_admin(
+            &db,
+            "Northfield School",
+            ADMIN_EMAIL,
+            "Ada Admin",
+            ADMIN_PASSWORD,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = db.clone();
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            let _ = multistream_control::serve(
+                listener,
+                serving,
+                multistream_control::Settings::default(),
+                shutdown,
+            )
+            .await;
+        });
+        Ok(Control {
+            addr,
+            db,
+            admin_id,
+            stop: Some(stop),
+            cleanup,
+        })
+    }
+
+    /// Stops serving and removes the database.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.db.pool.close().await;
+        match &self.cleanup {
+            Cleanup::Directory(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::PostgresDatabase { admin_url, name } => {
+                let _ = drop_postgres_database(admin_url, name).await;
+            }
+        }
+    }
+
+    /// One request; `auth` is a cookie header value (`ms_admin=…`) or an API key.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let text = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut headers: Vec<(&str, String)> = Vec::new();
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json".into()));
+        }
+        match auth {
+            Some(cookie) if cookie.starts_with("ms_admin=") => {
+                headers.push(("Cookie", cookie.to_owned()))
+            }
+            Some(key) => headers.push(("Authorization", format!("Bearer {key}"))),
+            None => {}
+        }
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        request(self.addr, method, path, &headers, text.as_bytes())
+            .await
+            .unwrap_or_else(|error| {
+                panic!("{method} {path}: the control plane does not answer: {error}")
+            })
+    }
+
+    /// Signs in; returns the cookie to send back.
+    pub async fn sign_in(&self, email: &str, password: &str) -> Result<String, Response> {
+        let body = serde_json::json!({ "email": email, "password": password });
+        let response = self
+            .call("POST", "/api/v1/sign-in", None, Some(&body))
+            .await;
+        if response.status != 200 {
+            return Err(response);
+        }
+        let cookie = response
+            .header("set-cookie")
+            .and_then(|c| c.split(';').next())
+            .map(str::to_owned);
+        cookie.ok_or(response)
+    }
+}
+
+/// The JSON of a response body.
+pub fn json(response: &Response) -> Value {
+    serde_json::from_str(&response.body)
+        .unwrap_or_else(|error| panic!("not JSON ({error}): {}", response.body))
+}
+
+async fn create_postgres_database(admin_url: &str, name: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let mut connection = sqlx::postgres::PgConnection::connect(admin_url)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot reach PostgreSQL at {}: {e}",
+                multistream_control::db::redact(admin_url)
+            )
+        })?;
+    // A database name cannot be a bound parameter; it is made here from hex digits only.
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut connection)
+        .await
+        .map_err(|e| format!("cannot create the test database: {e}"))?;
+    Ok(())
+}
+
+async fn drop_postgres_database(admin_url: &str, name: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let mut connection = sqlx::postgres::PgConnection::connect(admin_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut connection)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}

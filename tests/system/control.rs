@@ -1,0 +1,606 @@
+//! The control plane's API over a real database, SQLite and PostgreSQL alike: migrations, signing
+//! in (and its rate limit), people, courses and roles, edges, and the scheduling rules; and who
+//! may do what (the authorisation matrix). Each backend runs the same scenario.
+
+use multistream_tests::control::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, Control, json};
+use serde_json::{Value, json};
+
+/// Milliseconds in an hour.
+const HOUR: i64 = 3_600_000;
+
+fn at(ms: i64) -> String {
+    // RFC 3339 in UTC, as the API reads it.
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn code(response: &multistream_tests::http::Response) -> String {
+    let body = json(response);
+    body["detail"]["code"]
+        .as_str()
+        .or_else(|| body["error"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn create(control: &Control, auth: &str, path: &str, body: Value) -> Value {
+    let response = control.call("POST", path, Some(auth), Some(&body)).await;
+    assert_eq!(response.status, 201, "POST {path}: {}", response.body);
+    json(&response)
+}
+
+async fn api_key(control: &Control, cookie: &str, name: &str) -> String {
+    let key = create(control, cookie, "/api/v1/api-keys", json!({ "name": name })).await;
+    key["key"].as_str().expect("a key").to_owned()
+}
+
+async fn scenario(backend: Backend) {
+    let control = Control::start(&format!("control-{backend:?}"), backend)
+        .await
+        .expect("the control plane starts");
+    assert_eq!(
+        control.db.migrations().await.expect("migrations"),
+        vec![1],
+        "the schema is migrated"
+    );
+
+    // Signing in: a wrong password is refused, then too many attempts are held back.
+    let admin = control
+        .sign_in(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await
+        .expect("the admin signs in");
+    let me = control.call("GET", "/api/v1/me", Some(&admin), None).await;
+    assert_eq!(json(&me)["admin"], true, "{}", me.body);
+    assert_eq!(
+        control.call("GET", "/api/v1/me", None, None).await.status,
+        401
+    );
+    assert_eq!(
+        control
+            .call("GET", "/api/v1/me", Some("mskey_forged"), None)
+            .await
+            .status,
+        401
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let refused = control
+            .sign_in("nobody@school.example", "wrong password!")
+            .await
+            .expect_err("refused");
+        statuses.push(refused.status);
+    }
+    assert_eq!(
+        statuses,
+        vec![401, 401, 401, 401, 401, 429],
+        "the sixth failure in a row is rate-limited"
+    );
+
+    // People, a course and its roles; an edge.
+    let user = |email: &str, name: &str| json!({ "email": email, "name": name, "password": format!("{name}'s passphrase") });
+    let tess = create(
+        &control,
+        &admin,
+        "/api/v1/users",
+        user("tess@school.example", "Tess Teacher"),
+    )
+    .await;
+    let uma = create(
+        &control,
+        &admin,
+        "/api/v1/users",
+        json!({ "email": "uma@school.example", "name": "Uma Teacher" }),
+    )
+    .await;
+    let sam = create(
+        &control,
+        &admin,
+        "/api/v1/users",
+        user("sam@school.example", "Sam Student"),
+    )
+    .await;
+    let id = |v: &Value| v["id"].as_str().expect("an id").to_owned();
+    let (tess, uma, sam) = (id(&tess), id(&uma), id(&sam));
+    let taken = control
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(&admin),
+            Some(&user("TESS@school.example", "Again")),
+        )
+        .await;
+    assert_eq!((taken.status, code(&taken)), (409, "email_taken".into()));
+    let physics = id(&create(
+        &control,
+        &admin,
+        "/api/v1/courses",
+        json!({ "code": "PHY-101", "title": "Physics" }),
+    )
+    .await);
+    let history = id(&create(
+        &control,
+        &admin,
+        "/api/v1/courses",
+        json!({ "code": "HIS-200", "title": "History" }),
+    )
+    .await);
+    for (who, role, course) in [
+        (&tess, "teacher", &physics),
+        (&sam, "student", &physics),
+        (&uma, "teacher", &history),
+    ] {
+        create(
+            &control,
+            &admin,
+            &format!("/api/v1/courses/{course}/members"),
+            json!({ "user_id": who, "role": role }),
+        )
+        .await;
+    }
+    let bad_role = control
+        .call(
+            "POST",
+            &format!("/api/v1/courses/{physics}/members"),
+            Some(&admin),
+            Some(&json!({ "user_id": sam, "role": "admin" })),
+        )
+        .await;
+    assert_eq!(bad_role.status, 400);
+    let north = "a".repeat(64);
+    let south = "b".repeat(64);
+    for (edge, name, capacity) in [(&north, "North campus", 100), (&south, "South campus", 100)] {
+        create(
+            &control,
+            &admin,
+            "/api/v1/edges",
+            json!({ "id": edge, "name": name, "peer_addr": "127.0.0.1:7081", "public_url": "https://north.school.example", "capacity": capacity }),
+        )
+        .await;
+    }
+    let disabled = control
+        .call(
+            "POST",
+            &format!("/api/v1/edges/{south}/status"),
+            Some(&admin),
+            Some(&json!({ "status": "disabled" })),
+        )
+        .await;
+    assert_eq!(disabled.status, 200, "{}", disabled.body);
+
+    // API keys for scripts: Tess and Sam sign in and make one each.
+    let tess_key = key_of(&control, "tess@school.example", "Tess Teacher's passphrase").await;
+    let sam_key = key_of(&control, "sam@school.example", "Sam Student's passphrase").await;
+    let weak = control
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(&admin),
+            Some(&json!({ "email": "w@school.example", "name": "W", "password": "short" })),
+        )
+        .await;
+    assert_eq!((weak.status, code(&weak)), (400, "weak_password".into()));
+
+    // Scheduling.
+    let now = multistream_control::db::now_ms();
+    let start = now + 48 * HOUR;
+    let session = |starts: i64, ends: i64, room: Option<&str>| {
+        json!({
+            "course_id": physics, "title": "Optics", "starts_at": at(starts), "ends_at": at(ends),
+            "home_edge_id": north, "room": room, "capacity": 30, "plugins": ["polls"],
+        })
+    };
+    let optics = create(
+        &control,
+        &tess_key,
+        "/api/v1/sessions",
+        session(start, start + HOUR, Some("B12")),
+    )
+    .await;
+    assert_eq!(optics["status"], "scheduled");
+    assert_eq!(
+        optics["teacher_id"].as_str(),
+        Some(tess.as_str()),
+        "a teacher's session is theirs"
+    );
+    let refusals: [(Value, u16, &str); 7] = [
+        (session(start + HOUR, start, None), 422, "ends_before_start"),
+        (
+            json!({ "home_edge_id": "c".repeat(64) }),
+            422,
+            "unknown_edge",
+        ),
+        (json!({ "home_edge_id": south }), 422, "edge_unavailable"),
+        (json!({ "capacity": 101 }), 422, "above_edge_capacity"),
+        (
+            json!({ "starts_at": at(start + HOUR / 2), "ends_at": at(start + 2 * HOUR), "room": null }),
+            409,
+            "teacher_busy",
+        ),
+        (json!({ "starts_at": "tomorrow at nine" }), 400, "bad_time"),
+        (json!({ "capacity": 0 }), 422, "bad_capacity"),
+    ];
+    for (change, status, expected) in refusals {
+        let mut body = session(start + 3 * HOUR, start + 4 * HOUR, None);
+        for (key, value) in change.as_object().expect("an object") {
+            body[key] = value.clone();
+        }
+        let response = control
+            .call("POST", "/api/v1/sessions", Some(&tess_key), Some(&body))
+            .await;
+        assert_eq!(
+            (response.status, code(&response)),
+            (status, expected.to_owned()),
+            "{}",
+            response.body
+        );
+    }
+    // The room is taken by another teacher's class at the same time.
+    let room_clash =
+        create_as_admin_for(&control, &admin, &uma, &history, &north, start, Some("B12")).await;
+    assert_eq!(
+        (room_clash.status, code(&room_clash)),
+        (409, "room_busy".into()),
+        "{}",
+        room_clash.body
+    );
+    let elsewhere =
+        create_as_admin_for(&control, &admin, &uma, &history, &north, start, Some("C3")).await;
+    assert_eq!(elsewhere.status, 201, "{}", elsewhere.body);
+
+    // Bad requests: wrong content type, too large, not JSON, unknown fields.
+    let raw = |content_type: &'static str, body: Vec<u8>| {
+        let key = tess_key.clone();
+        let addr = control.addr;
+        async move {
+            multistream_tests::http::request(
+                addr,
+                "POST",
+                "/api/v1/sessions",
+                &[
+                    ("Authorization", &format!("Bearer {key}")),
+                    ("Content-Type", content_type),
+                ],
+                &body,
+            )
+            .await
+            .expect("answers")
+        }
+    };
+    assert_eq!(raw("text/plain", b"{}".to_vec()).await.status, 415);
+    assert_eq!(
+        raw("application/json", vec![b' '; 70_000]).await.status,
+        413
+    );
+    assert_eq!(
+        raw("application/json", b"{not json".to_vec()).await.status,
+        400
+    );
+    let unknown = raw(
+        "application/json",
+        br#"{"course_id":"x","sneaky":1}"#.to_vec(),
+    )
+    .await;
+    assert_eq!((unknown.status, code(&unknown)), (400, "bad_json".into()));
+
+    // Who may do what.
+    let optics_id = optics["id"].as_str().expect("an id").to_owned();
+    let student_books = control
+        .call(
+            "POST",
+            "/api/v1/sessions",
+            Some(&sam_key),
+            Some(&session(start + 5 * HOUR, start + 6 * HOUR, None)),
+        )
+        .await;
+    assert_eq!(
+        student_books.status, 403,
+        "a student cannot schedule: {}",
+        student_books.body
+    );
+    let student_sees = control
+        .call(
+            "GET",
+            &format!("/api/v1/sessions?course={physics}"),
+            Some(&sam_key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        json(&student_sees)["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        student_sees.body
+    );
+    assert_eq!(
+        control
+            .call(
+                "POST",
+                &format!("/api/v1/sessions/{optics_id}/cancel"),
+                Some(&sam_key),
+                None
+            )
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        control
+            .call("GET", "/api/v1/users", Some(&tess_key), None)
+            .await
+            .status,
+        403,
+        "only admins list people"
+    );
+    assert_eq!(
+        control
+            .call(
+                "POST",
+                "/api/v1/courses",
+                Some(&tess_key),
+                Some(&json!({"code": "X", "title": "X"}))
+            )
+            .await
+            .status,
+        403
+    );
+    // A teacher sees only their courses.
+    let courses = json(
+        &control
+            .call("GET", "/api/v1/courses", Some(&tess_key), None)
+            .await,
+    );
+    let codes: Vec<&str> = courses["courses"]
+        .as_array()
+        .expect("courses")
+        .iter()
+        .filter_map(|c| c["code"].as_str())
+        .collect();
+    assert_eq!(codes, vec!["PHY-101"]);
+    let history_session = json(&elsewhere)["id"].as_str().expect("an id").to_owned();
+    assert_eq!(
+        control
+            .call(
+                "GET",
+                &format!("/api/v1/sessions/{history_session}"),
+                Some(&tess_key),
+                None
+            )
+            .await
+            .status,
+        404
+    );
+    // A teacher schedules only themselves, and only in their courses.
+    let mut for_uma = session(start + 7 * HOUR, start + 8 * HOUR, None);
+    for_uma["teacher_id"] = json!(uma);
+    assert_eq!(
+        control
+            .call("POST", "/api/v1/sessions", Some(&tess_key), Some(&for_uma))
+            .await
+            .status,
+        403
+    );
+    let mut in_history = session(start + 7 * HOUR, start + 8 * HOUR, None);
+    in_history["course_id"] = json!(history);
+    assert_eq!(
+        control
+            .call(
+                "POST",
+                "/api/v1/sessions",
+                Some(&tess_key),
+                Some(&in_history)
+            )
+            .await
+            .status,
+        403
+    );
+
+    // Starting: not days early; within the margin, yes.
+    let early = control
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{optics_id}/start"),
+            Some(&tess_key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (early.status, code(&early)),
+        (409, "too_early".into()),
+        "{}",
+        early.body
+    );
+    let soon = create(
+        &control,
+        &tess_key,
+        "/api/v1/sessions",
+        session(now + 10 * 60_000, now + HOUR, None),
+    )
+    .await;
+    let soon_id = soon["id"].as_str().expect("an id").to_owned();
+    let started = control
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{soon_id}/start"),
+            Some(&tess_key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (started.status, json(&started)["status"].clone()),
+        (200, json!("live")),
+        "{}",
+        started.body
+    );
+
+    // Editing re-checks the rules; a cancelled session cannot start.
+    let clash = control
+        .call(
+            "PATCH",
+            &format!("/api/v1/sessions/{optics_id}"),
+            Some(&tess_key),
+            Some(&json!({ "starts_at": at(now + 20 * 60_000), "ends_at": at(now + 40 * 60_000) })),
+        )
+        .await;
+    assert_eq!(
+        (clash.status, code(&clash)),
+        (409, "teacher_busy".into()),
+        "{}",
+        clash.body
+    );
+    let moved = control
+        .call(
+            "PATCH",
+            &format!("/api/v1/sessions/{optics_id}"),
+            Some(&tess_key),
+            Some(&json!({ "title": "Optics II", "capacity": 40 })),
+        )
+        .await;
+    assert_eq!(
+        (moved.status, json(&moved)["title"].clone()),
+        (200, json!("Optics II")),
+        "{}",
+        moved.body
+    );
+    assert_eq!(
+        control
+            .call(
+                "POST",
+                &format!("/api/v1/sessions/{optics_id}/cancel"),
+                Some(&tess_key),
+                None
+            )
+            .await
+            .status,
+        200
+    );
+    let cancelled = control
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{optics_id}/start"),
+            Some(&tess_key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (cancelled.status, code(&cancelled)),
+        (409, "cancelled".into())
+    );
+
+    // A revoked key stops working.
+    let spare = api_key(&control, &admin, "spare").await;
+    let spare_id = json(&control.call("GET", "/api/v1/me", Some(&spare), None).await)["id"].clone();
+    assert_eq!(spare_id, json!(control.admin_id));
+    let keys = json(
+        &create_raw(
+            &control,
+            &admin,
+            "/api/v1/api-keys",
+            json!({ "name": "to revoke" }),
+        )
+        .await,
+    );
+    let revoked = control
+        .call(
+            "DELETE",
+            &format!("/api/v1/api-keys/{}", keys["id"].as_str().expect("id")),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, 204);
+    assert_eq!(
+        control
+            .call(
+                "GET",
+                "/api/v1/me",
+                Some(keys["key"].as_str().expect("key")),
+                None
+            )
+            .await
+            .status,
+        401
+    );
+
+    // Signing out ends the cookie.
+    assert_eq!(
+        control
+            .call("POST", "/api/v1/sign-out", Some(&admin), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        control
+            .call("GET", "/api/v1/me", Some(&admin), None)
+            .await
+            .status,
+        401
+    );
+    control.stop().await;
+}
+
+async fn create_raw(
+    control: &Control,
+    auth: &str,
+    path: &str,
+    body: Value,
+) -> multistream_tests::http::Response {
+    control.call("POST", path, Some(auth), Some(&body)).await
+}
+
+/// Signs in as someone and makes them an API key.
+async fn key_of(control: &Control, email: &str, password: &str) -> String {
+    let cookie = control
+        .sign_in(email, password)
+        .await
+        .expect("they sign in");
+    api_key(control, &cookie, "a script").await
+}
+
+async fn create_as_admin_for(
+    control: &Control,
+    admin: &str,
+    teacher: &str,
+    course: &str,
+    edge: &str,
+    start: i64,
+    room: Option<&str>,
+) -> multistream_tests::http::Response {
+    let body = json!({
+        "course_id": course, "title": "Revolutions", "starts_at": at(start), "ends_at": at(start + HOUR),
+        "teacher_id": teacher, "home_edge_id": edge, "room": room, "capacity": 25,
+    });
+    control
+        .call("POST", "/api/v1/sessions", Some(admin), Some(&body))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_on_sqlite() {
+    scenario(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_on_postgresql() {
+    scenario(Backend::Postgres).await;
+}
