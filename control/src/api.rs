@@ -45,6 +45,8 @@ pub struct AppState {
     /// Bookings are checked and written one at a time, so two at once cannot both take the
     /// same teacher or room.
     pub booking: Arc<tokio::sync::Mutex<()>>,
+    /// Signs join tokens.
+    pub issuer: Arc<crate::issuer::ControlIssuer>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -66,6 +68,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/sessions/{id}/cancel", post(cancel_session))
         .route("/api/v1/sessions/{id}/start", post(start_session))
+        .route("/api/v1/sessions/{id}/join-token", post(join_token))
+        .route("/api/v1/issuer", get(issuer))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
@@ -1266,4 +1270,153 @@ async fn start_session(
         ..session
     }
     .view())
+}
+
+// ---- Joining ----
+
+/// How long a join token outlives its session's scheduled end (a class that runs over).
+pub const TOKEN_GRACE_MS: i64 = 3_600_000;
+
+/// The public key edges verify join tokens with (`--trust-issuer`).
+async fn issuer(State(state): State<AppState>) -> Answer {
+    ok(json!({ "name": state.issuer.name(), "public_key": state.issuer.public_hex() }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct JoinFor {
+    /// Someone else (an admin, or a teacher of the course, may issue for others).
+    user_id: Option<String>,
+}
+
+/// The role an edge gives a person with this course role.
+fn class_role(role: Role) -> multistream_proto::Role {
+    match role {
+        // An assistant helps run the class: on the edge, that is the teacher's role.
+        Role::Admin | Role::Teacher | Role::TeachingAssistant => multistream_proto::Role::Teacher,
+        Role::Student => multistream_proto::Role::Student,
+        Role::Guest | Role::Captioner => multistream_proto::Role::Guest,
+    }
+}
+
+/// Issues a join token for a session, signed with the control plane's key, and the link that
+/// opens the class on its home edge.
+async fn join_token(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let principal = authenticate(&state, &headers).await?;
+    let request: JoinFor = if body.is_empty() {
+        JoinFor::default()
+    } else {
+        json_body(&headers, &body)?
+    };
+    let session = load_session(&state.db, &principal, &id).await?;
+    if ["cancelled", "ended"].contains(&session.status.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_joinable",
+            format!("the session is {}", session.status),
+        ));
+    }
+    let now = now_ms();
+    if now >= session.ends_at + TOKEN_GRACE_MS {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_joinable",
+            "the session is over",
+        ));
+    }
+    let user = match request.user_id {
+        Some(user) if user != principal.user_id => {
+            if !principal.schedules(&session.course_id) {
+                return Err(ApiError::forbidden(
+                    "only an administrator or a teacher of the course may issue tokens for others",
+                ));
+            }
+            auth::principal(&state.db, &user)
+                .await?
+                .filter(|p| p.organisation_id == principal.organisation_id)
+                .ok_or_else(|| ApiError::not_found("user"))?
+        }
+        _ => principal.clone(),
+    };
+    // The strongest role they hold for this session.
+    let roles = user
+        .courses
+        .get(&session.course_id)
+        .cloned()
+        .unwrap_or_default();
+    let role = if user.user_id == session.teacher_id {
+        Some(Role::Teacher)
+    } else {
+        [
+            Role::Teacher,
+            Role::TeachingAssistant,
+            Role::Captioner,
+            Role::Student,
+            Role::Guest,
+        ]
+        .into_iter()
+        .find(|r| roles.contains(r))
+        .or(user.admin.then_some(Role::Admin))
+    };
+    let Some(role) = role else {
+        return Err(ApiError::forbidden(
+            "they have no role in this session's course",
+        ));
+    };
+    let edge = sqlx::query("SELECT id, name, public_url FROM edges WHERE id = $1")
+        .bind(&session.home_edge_id)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("edge"))?;
+    let edge_url: String = edge.try_get("public_url")?;
+    let sub = user
+        .user_id
+        .parse()
+        .map_err(|_| ApiError::bad("bad_field", "this user's id cannot be a participant id"))?;
+    let sid = session
+        .id
+        .parse()
+        .map_err(|_| ApiError::bad("bad_field", "this session's id cannot be used on an edge"))?;
+    let name: String = user
+        .name
+        .chars()
+        .take(multistream_proto::claims::DISPLAY_NAME_CHARS_MAX)
+        .collect();
+    let class_role = class_role(role);
+    let claims = multistream_proto::Claims {
+        iss: state.issuer.name().to_owned(),
+        sub,
+        sid,
+        name,
+        role: class_role,
+        grants: class_role.default_grants(),
+        kind: multistream_proto::TokenKind::Access,
+        iat: u64::try_from(now / 1000).unwrap_or(0),
+        exp: u64::try_from((session.ends_at + TOKEN_GRACE_MS) / 1000).unwrap_or(0),
+    };
+    let token = state.issuer.sign(&claims);
+    sqlx::query(
+        "INSERT INTO session_participants (session_id, user_id, role, permissions, issued_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (session_id, user_id) DO UPDATE SET role = $3, permissions = $4, issued_at = $5",
+    )
+    .bind(&session.id)
+    .bind(&user.user_id)
+    .bind(role.as_str())
+    .bind(serde_json::to_string(&claims.grants).unwrap_or_else(|_| "{}".into()))
+    .bind(now)
+    .execute(&state.db.pool)
+    .await?;
+    info!(session = %session.id, user = %user.user_id, role = role.as_str(), by = %principal.user_id, "join token issued");
+    ok(json!({
+        "token": token,
+        "link": format!("{}/s/{}#token={token}", edge_url.trim_end_matches('/'), session.id),
+        "role": class_role,
+        "edge": { "id": session.home_edge_id, "name": edge.try_get::<String, _>("name")?, "url": edge_url },
+        "expires_at": rfc3339(session.ends_at + TOKEN_GRACE_MS),
+    }))
 }

@@ -6,10 +6,13 @@
 use std::future::Future;
 use std::sync::Arc;
 
+pub mod admin_api;
 pub mod api;
 pub mod auth;
 pub mod db;
+pub mod issuer;
 pub mod schedule;
+pub mod web;
 
 use crate::db::{Db, new_id, now_ms};
 
@@ -17,17 +20,23 @@ use crate::db::{Db, new_id, now_ms};
 pub const EDGE_CAPACITY_MAX: i64 = 10_000;
 
 /// What the service is started with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// How early a teacher may start a class before its scheduled start, in milliseconds.
     pub early_start_ms: i64,
+    /// The key join tokens are signed with.
+    pub issuer: Arc<issuer::ControlIssuer>,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
+impl Settings {
+    /// The defaults, with the issuer key of `data_dir` (made if missing).
+    pub fn in_data_dir(data_dir: &std::path::Path) -> anyhow::Result<Settings> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|error| anyhow::anyhow!("cannot create {}: {error}", data_dir.display()))?;
+        Ok(Settings {
             early_start_ms: schedule::EARLY_START_MARGIN_MS,
-        }
+            issuer: Arc::new(issuer::ControlIssuer::load_or_create(data_dir)?),
+        })
     }
 }
 
@@ -42,9 +51,10 @@ pub async fn serve(
         db,
         limiter: Arc::default(),
         early_start_ms: settings.early_start_ms,
+        issuer: settings.issuer,
         booking: Arc::default(),
     };
-    let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = api::router(state.clone()).merge(admin_api::router(state)).merge(web::router()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

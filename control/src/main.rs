@@ -36,6 +36,12 @@ enum Command {
         #[arg(long, default_value_t = 15)]
         early_start_minutes: i64,
     },
+    /// Prints the public key join tokens are signed with (making the key if missing): give it
+    /// to every edge as `--trust-issuer`.
+    Issuer {
+        #[command(flatten)]
+        database: Database,
+    },
     /// Makes an organisation's first administrator. The password is read from
     /// MULTISTREAM_ADMIN_PASSWORD, or else from the first line of standard input.
     CreateAdmin {
@@ -56,7 +62,7 @@ struct Database {
     /// Default: control.db in --data-dir.
     #[arg(long, env = "MULTISTREAM_CONTROL_DATABASE")]
     database: Option<String>,
-    /// Where the default SQLite database lives.
+    /// Where the default SQLite database and the issuer key live.
     #[arg(long, default_value = "control-data")]
     data_dir: PathBuf,
 }
@@ -120,8 +126,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             let settings = Settings {
                 early_start_ms: early_start_minutes.clamp(0, 24 * 60) * 60_000,
+                ..Settings::in_data_dir(&database.data_dir)?
             };
+            println!(
+                "join tokens are signed as {} (edges: --trust-issuer {})",
+                settings.issuer.name(),
+                settings.issuer.public_hex()
+            );
             serve(listener, db, settings, shutdown).await?;
+            Ok(())
+        }
+        Command::Issuer { database } => {
+            std::fs::create_dir_all(&database.data_dir)?;
+            let settings = Settings::in_data_dir(&database.data_dir)?;
+            println!("{}", settings.issuer.public_hex());
             Ok(())
         }
         Command::CreateAdmin {

@@ -29,7 +29,6 @@ pub const TOKEN_LIFETIME_SECS_MAX: u64 = 30 * 24 * 3600;
 pub const CLOCK_SKEW_SECS_MAX: u64 = 60;
 
 const KEY_FILE: &str = "identity.key";
-const HEADER: &str = r#"{"alg":"EdDSA","typ":"JWT"}"#;
 
 /// Why a token was refused. Each maps to a 401 (or 403 for the last two) at the HTTP edge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,11 +87,7 @@ pub struct Issuer {
 )]
 pub struct BadIssuerKey(pub String);
 
-/// The name an issuer with this public key signs as: `prefix:` and its first eight bytes in hex.
-fn issuer_name(prefix: &str, public: &[u8]) -> String {
-    let hex: String = public.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}:{hex}")
-}
+use multistream_proto::jwt::issuer_name;
 
 /// Prefix of a cluster issuer's name.
 pub const CLUSTER_ISSUER_PREFIX: &str = "multistream-cluster";
@@ -232,17 +227,9 @@ impl Issuer {
 
     /// Signs claims into a compact JWT.
     pub fn sign(&self, claims: &Claims) -> String {
-        let payload = serde_json::to_vec(claims).expect("claims always serialize");
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(HEADER),
-            URL_SAFE_NO_PAD.encode(payload)
-        );
+        let signing_input = multistream_proto::jwt::signing_input(claims);
         let signature = self.key.sign(signing_input.as_bytes());
-        format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature.as_ref())
-        )
+        multistream_proto::jwt::assemble(&signing_input, signature.as_ref())
     }
 
     /// Verifies a token's signature, issuer and validity window at `now_secs` (Unix seconds).

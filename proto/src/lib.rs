@@ -6,6 +6,7 @@
 
 pub mod claims;
 pub mod ids;
+pub mod jwt;
 pub mod session;
 pub mod wire;
 

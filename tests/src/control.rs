@@ -22,14 +22,13 @@ pub struct Control {
     pub addr: SocketAddr,
     pub db: Db,
     pub admin_id: String,
+    /// The public key its join tokens are signed with (an edge's `--trust-issuer`).
+    pub issuer_public: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    /// Dropped with the server: a PostgreSQL database to remove, or an SQLite directory.
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    Directory(std::path::PathBuf),
-    PostgresDatabase { admin_url: String, name: String },
+    /// Its data directory (issuer key, SQLite file), removed when it stops.
+    dir: std::path::PathBuf,
+    /// A PostgreSQL database to drop when it stops: the server's admin URL and the name.
+    postgres: Option<(String, String)>,
 }
 
 /// Which database a control plane runs on.
@@ -42,15 +41,13 @@ pub enum Backend {
 impl Control {
     /// Starts a control plane on a fresh database of `backend`.
     pub async fn start(name: &str, backend: Backend) -> Result<Control, String> {
-        let (url, cleanup) = match backend {
-            Backend::Sqlite => {
-                let dir = crate::node_process::fresh_data_dir(name);
-                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-                (
-                    format!("sqlite://{}", dir.join("control.db").display()),
-                    Cleanup::Directory(dir),
-                )
-            }
+        let dir = crate::node_process::fresh_data_dir(name);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let (url, postgres) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.join("control.db").display()),
+                None,
+            ),
             Backend::Postgres => {
                 let admin_url = std::env::var(POSTGRES_ENV).map_err(|_| {
                     format!(
@@ -65,13 +62,7 @@ impl Control {
                     Some((server, _)) => format!("{server}/{database}"),
                     None => return Err(format!("{POSTGRES_ENV} has no database part")),
                 };
-                (
-                    url,
-                    Cleanup::PostgresDatabase {
-                        admin_url,
-                        name: database,
-                    },
-                )
+                (url, Some((admin_url, database)))
             }
         };
         let db = Db::open(&url).await.map_err(|e| e.to_string())?;
@@ -88,26 +79,25 @@ impl Control {
             .await
             .map_err(|e| e.to_string())?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let settings =
+            multistream_control::Settings::in_data_dir(&dir).map_err(|e| e.to_string())?;
+        let issuer_public = settings.issuer.public_hex();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = db.clone();
         tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            let _ = multistream_control::serve(
-                listener,
-                serving,
-                multistream_control::Settings::default(),
-                shutdown,
-            )
-            .await;
+            let _ = multistream_control::serve(listener, serving, settings, shutdown).await;
         });
         Ok(Control {
             addr,
             db,
             admin_id,
+            issuer_public,
             stop: Some(stop),
-            cleanup,
+            dir,
+            postgres,
         })
     }
 
@@ -117,14 +107,10 @@ impl Control {
             let _ = stop.send(());
         }
         self.db.pool.close().await;
-        match &self.cleanup {
-            Cleanup::Directory(dir) => {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            Cleanup::PostgresDatabase { admin_url, name } => {
-                let _ = drop_postgres_database(admin_url, name).await;
-            }
+        if let Some((admin_url, name)) = &self.postgres {
+            let _ = drop_postgres_database(admin_url, name).await;
         }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 
     /// One request; `auth` is a cookie header value (`ms_admin=…`) or an API key.

@@ -452,6 +452,67 @@ async fn scenario(backend: Backend) {
         started.body
     );
 
+    // Join tokens: each person gets their own, with the role their course gives them.
+    let teacher_join = control
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{soon_id}/join-token"),
+            Some(&tess_key),
+            None,
+        )
+        .await;
+    assert_eq!(teacher_join.status, 200, "{}", teacher_join.body);
+    let teacher_join = json(&teacher_join);
+    assert_eq!(teacher_join["role"], "teacher");
+    let link = teacher_join["link"].as_str().expect("a link");
+    assert!(
+        link.starts_with(&format!("https://north.school.example/s/{soon_id}#token=")),
+        "{link}"
+    );
+    let student_join = json(
+        &control
+            .call(
+                "POST",
+                &format!("/api/v1/sessions/{soon_id}/join-token"),
+                Some(&sam_key),
+                None,
+            )
+            .await,
+    );
+    assert_eq!(student_join["role"], "student");
+    let for_tess = json!({ "user_id": tess });
+    let sam_for_tess = control
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{soon_id}/join-token"),
+            Some(&sam_key),
+            Some(&for_tess),
+        )
+        .await;
+    assert_eq!(
+        sam_for_tess.status, 403,
+        "a student cannot issue tokens for others"
+    );
+    let for_uma = json!({ "user_id": uma });
+    let outsider = control
+        .call(
+            "POST",
+            &format!("/api/v1/sessions/{soon_id}/join-token"),
+            Some(&admin),
+            Some(&for_uma),
+        )
+        .await;
+    assert_eq!(
+        outsider.status, 403,
+        "Uma has no role in Physics: {}",
+        outsider.body
+    );
+    let issuer = json(&control.call("GET", "/api/v1/issuer", None, None).await);
+    assert_eq!(
+        issuer["public_key"].as_str(),
+        Some(control.issuer_public.as_str())
+    );
+
     // Editing re-checks the rules; a cancelled session cannot start.
     let clash = control
         .call(
@@ -593,6 +654,117 @@ async fn create_as_admin_for(
     control
         .call("POST", "/api/v1/sessions", Some(admin), Some(&body))
         .await
+}
+
+/// An edge that trusts the control plane's key admits the people it issued tokens for, with
+/// the role the control plane gave them, and no call to the control plane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_admits_the_control_planes_tokens() {
+    let control = Control::start("control-edge", Backend::Sqlite)
+        .await
+        .expect("the control plane starts");
+    let admin = control
+        .sign_in(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await
+        .expect("signs in");
+    let edge = multistream_tests::node_process::NodeProcess::start_with(
+        "control-edge-node",
+        &["--trust-issuer", &control.issuer_public],
+    )
+    .expect("the edge starts");
+    let edge_id = multistream_tests::node_process::node_id(&edge.data_dir).expect("its id");
+    create(
+        &control,
+        &admin,
+        "/api/v1/edges",
+        json!({ "id": edge_id, "name": "North campus", "peer_addr": "127.0.0.1:7081", "public_url": edge.base_url, "capacity": 100 }),
+    )
+    .await;
+    let course = create(
+        &control,
+        &admin,
+        "/api/v1/courses",
+        json!({ "code": "BIO-1", "title": "Biology" }),
+    )
+    .await;
+    let course = course["id"].as_str().expect("an id").to_owned();
+    let teacher = create(
+        &control,
+        &admin,
+        "/api/v1/users",
+        json!({ "email": "t@school.example", "name": "Tara Teacher" }),
+    )
+    .await;
+    let teacher = teacher["id"].as_str().expect("an id").to_owned();
+    create(
+        &control,
+        &admin,
+        &format!("/api/v1/courses/{course}/members"),
+        json!({ "user_id": teacher, "role": "teacher" }),
+    )
+    .await;
+    let now = multistream_control::db::now_ms();
+    let session = create(
+        &control,
+        &admin,
+        "/api/v1/sessions",
+        json!({ "course_id": course, "title": "Cells", "starts_at": at(now), "ends_at": at(now + HOUR), "teacher_id": teacher, "home_edge_id": edge_id, "capacity": 30 }),
+    )
+    .await;
+    let session = session["id"].as_str().expect("an id").to_owned();
+    let join = json(
+        &control
+            .call(
+                "POST",
+                &format!("/api/v1/sessions/{session}/join-token"),
+                Some(&admin),
+                Some(&json!({ "user_id": teacher })),
+            )
+            .await,
+    );
+    let token = join["token"].as_str().expect("a token");
+    let mut class =
+        multistream_tests::classroom::ClassClient::connect(edge.http, &session, token, None)
+            .await
+            .expect("the edge admits the control plane's token");
+    let joined = class
+        .wait_for(|m| {
+            matches!(m, multistream_proto::wire::ServerMessage::Welcome { .. })
+                || matches!(m, multistream_proto::wire::ServerMessage::Roster { .. })
+        })
+        .await
+        .expect("the class answers");
+    let _ = joined;
+    class.leave().await;
+    // The same claims signed by a control plane the edge does not trust are refused.
+    let forged = forged_token(&session, token);
+    let refused =
+        multistream_tests::classroom::ClassClient::connect(edge.http, &session, &forged, None)
+            .await;
+    assert!(
+        refused.is_err(),
+        "a token from an untrusted issuer is refused"
+    );
+    assert!(edge.stop());
+    control.stop().await;
+}
+
+/// A teacher's token for `session`, signed by a control plane the edge does not trust.
+fn forged_token(session: &str, claims_from: &str) -> String {
+    let dir = multistream_tests::node_process::fresh_data_dir("control-stranger");
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let stranger = multistream_control::issuer::ControlIssuer::load_or_create(&dir).expect("a key");
+    let mut claims: multistream_proto::Claims = {
+        let payload = claims_from.split('.').nth(1).expect("a payload");
+        let bytes =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .expect("base64url");
+        serde_json::from_slice(&bytes).expect("claims")
+    };
+    claims.iss = stranger.name().to_owned();
+    assert_eq!(claims.sid.as_str(), session);
+    let _ = std::fs::remove_dir_all(&dir);
+    stranger.sign(&claims)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

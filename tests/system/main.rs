@@ -4,6 +4,7 @@
 //! - `browser`: the classroom in headless Chromium against a real node process;
 //! - `class_log`: the class log over the classroom WebSocket of a real node, across a crash;
 //! - `control`: the control plane's API over SQLite and PostgreSQL: scheduling rules, roles;
+//! - `control_ui`: the control plane's OpenAPI description and admin UI (in Chromium);
 //! - `cluster`: three edge processes joined by the QUIC peer plane, killed and restarted;
 //! - `plugin_cli`: plugin signing keys and signed packages from the node's command line;
 //! - `placement`: joins placed on the campus, nearest or emptiest edge of a real cluster;
@@ -16,6 +17,7 @@ mod browser;
 mod class_log;
 mod cluster;
 mod control;
+mod control_ui;
 mod placement;
 mod plugin_cli;
 mod plugins;

@@ -1,0 +1,357 @@
+#!/usr/bin/env node
+// Browser end-to-end test of the control plane's admin UI, in real Chromium driven by
+// playwright-core, against a control plane that is already running (with a fresh database and
+// its first administrator). Through the page's own controls: a wrong password is refused and the
+// page says so; the administrator signs in with the keyboard only, creates a course (keyboard
+// only too), a teacher with a password, adds the teacher to the course, is refused an edge with
+// a bad id and registers one, schedules a session in the form (local times sent as RFC 3339),
+// sees it listed, is refused a session that ends before it starts (the API's message on the
+// page, the end field marked), edits the session's title and room, makes and revokes an API key,
+// drains the edge; a phone-sized page shows the sessions without scrolling sideways; signing out
+// ends the cookie. No page may throw or break its Content-Security-Policy.
+//
+//   CONTROL_URL=http://127.0.0.1:PORT ADMIN_EMAIL=… ADMIN_PASSWORD=… node tests/e2e/admin.mjs
+//   (CHROMIUM=/path/to/chromium to override)
+//
+// Every wait polls for a condition with a bound; nothing sleeps and hopes. Prints one line per
+// step ("ok - …"); on failure prints what was expected, what the page showed, and exits 1.
+
+import { chromium } from 'playwright-core';
+
+import { CHROMIUM_ARGS, Failure, pollUntil } from './common.mjs';
+
+/** The whole run, launch to close; a normal run takes a few seconds. */
+const TOTAL_TIMEOUT_MS = 60_000;
+/** Bound on one step: a page load, a request and the page showing its answer (milliseconds on
+ * loopback; argon2 makes signing in and adding a person with a password take longer). */
+const STEP_TIMEOUT_MS = 10_000;
+/** How often conditions are polled. */
+const POLL_INTERVAL_MS = 50;
+/** Tab presses allowed to reach a field from where focus starts. */
+const TAB_PRESSES_MAX = 6;
+/** A phone in portrait. */
+const PHONE_VIEWPORT = { width: 390, height: 844 };
+const DESKTOP_VIEWPORT = { width: 1280, height: 900 };
+
+const COURSE = { code: 'PHY-101', title: 'Physics' };
+const TEACHER = { name: 'Grace Hopper', email: 'grace@school.example', password: 'teacher passphrase 1' };
+const EDGE = { id: 'a1'.repeat(32), name: 'Central', peer: '127.0.0.1:7000', url: 'http://127.0.0.1:8080', capacity: '200' };
+
+const pages = []; // {label, page, problems: string[]}
+let browser = null;
+
+function environment() {
+  const missing = ['CONTROL_URL', 'ADMIN_EMAIL', 'ADMIN_PASSWORD'].filter((name) => !process.env[name]);
+  if (missing.length) throw new Failure(`missing environment: ${missing.join(', ')} (see the header of tests/e2e/admin.mjs)`);
+  return {
+    baseUrl: process.env.CONTROL_URL.replace(/\/+$/, ''),
+    email: process.env.ADMIN_EMAIL,
+    password: process.env.ADMIN_PASSWORD,
+    chromiumPath: process.env.CHROMIUM || '/usr/bin/chromium',
+  };
+}
+
+const ok = (step) => console.log(`ok - ${step}`);
+
+/** Polls `probe` (answering `{ok, observed}`) until ok, within a step's bound. */
+const waitUntil = (description, probe) => pollUntil(description, STEP_TIMEOUT_MS, POLL_INTERVAL_MS, probe);
+
+/** The text of every element matching `selector` as shown (table cells and lines separated by
+ * one space), now (no waiting). */
+const texts = (page, selector) =>
+  page.evaluate((s) => [...document.querySelectorAll(s)].map((e) => (e.innerText ?? e.textContent).replace(/\s+/g, ' ').trim()), selector);
+
+/** Waits until some element matching `selector` has text containing `text`. */
+async function waitForText(page, selector, text, description) {
+  return waitUntil(description ?? `${selector} shows "${text}"`, async () => {
+    const found = await texts(page, selector);
+    return { ok: found.some((t) => t.includes(text)), observed: found };
+  });
+}
+
+/** Waits until the status line says `text`. */
+const waitForStatus = (page, text) => waitForText(page, '#status', text, `the status line says "${text}"`);
+
+/** The id of the focused element. */
+const focusedId = (page) => page.evaluate(() => document.activeElement?.id ?? null);
+
+/** Presses Tab until the element `id` has focus (within a bound). */
+async function tabTo(page, id) {
+  const path = [];
+  for (let press = 0; press <= TAB_PRESSES_MAX; press++) {
+    const now = await focusedId(page);
+    path.push(now);
+    if (now === id) return;
+    await page.keyboard.press('Tab');
+  }
+  throw new Failure(`#${id} is not reached with ${TAB_PRESSES_MAX} Tab presses`, path);
+}
+
+async function expectFocus(page, id, why) {
+  const now = await focusedId(page);
+  if (now !== id) throw new Failure(`${why}: focus is on #${now}, not #${id}`);
+}
+
+async function openPage(label, context, baseUrl, hash = '') {
+  const page = await context.newPage();
+  const entry = { label, page, problems: [] };
+  page.on('console', (message) => {
+    const text = message.text();
+    // A refusal's status is logged by Chromium for every 4xx answer; those are expected.
+    if (message.type() === 'error' && !text.startsWith('Failed to load resource')) entry.problems.push(`console: ${text}`);
+  });
+  page.on('pageerror', (error) => entry.problems.push(`exception: ${error.message}`));
+  pages.push(entry);
+  page.setDefaultTimeout(STEP_TIMEOUT_MS);
+  await page.goto(`${baseUrl}/${hash}`, { timeout: STEP_TIMEOUT_MS });
+  return page;
+}
+
+/** Follows a link in the navigation and waits for its screen, focus on its heading. */
+async function navigate(page, name, screen) {
+  await page.getByRole('navigation', { name: 'Sections' }).getByRole('link', { name }).click();
+  await page.locator(`#screen-${screen}`).waitFor({ state: 'visible' });
+  await waitUntil(`focus moves to the ${name} heading`, async () => {
+    const id = await focusedId(page);
+    return { ok: id === `${screen}-heading`, observed: id };
+  });
+}
+
+/** The form's error text, now. */
+const formError = async (page, form) => (await texts(page, `#${form} [data-error]`))[0] ?? '';
+
+async function run() {
+  const env = environment();
+  browser = await chromium.launch({ executablePath: env.chromiumPath, args: CHROMIUM_ARGS, headless: true });
+  const context = await browser.newContext({ viewport: DESKTOP_VIEWPORT });
+  const page = await openPage('admin', context, env.baseUrl);
+
+  // ---- Signing in, keyboard only ----
+  await page.locator('#sign-in-email').waitFor({ state: 'visible' });
+  // From the top of the page: the skip link, then the form.
+  await page.evaluate(() => document.activeElement?.blur());
+  await tabTo(page, 'sign-in-email');
+  await page.keyboard.type(env.email);
+  await page.keyboard.press('Tab');
+  await expectFocus(page, 'sign-in-password', 'Tab from the email');
+  await page.keyboard.type('not the password at all');
+  await page.keyboard.press('Enter');
+  await waitForText(page, '#sign-in-form [data-error]', 'That email and password do not match.');
+  ok('a wrong password is refused with the API\'s message');
+  await page.locator('#sign-in-password').focus();
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type(env.password);
+  await page.keyboard.press('Enter');
+  await page.locator('#nav').waitFor({ state: 'visible' });
+  await waitForText(page, '#whoami', 'Signed in as Ada Admin (administrator)');
+  ok('the administrator signs in with the keyboard');
+
+  // ---- A course, keyboard only ----
+  await navigate(page, 'Courses', 'courses');
+  await tabTo(page, 'course-code');
+  await page.keyboard.type(COURSE.code);
+  await page.keyboard.press('Tab');
+  await expectFocus(page, 'course-title', 'Tab from the code');
+  await page.keyboard.type(COURSE.title);
+  await page.keyboard.press('Enter');
+  await waitForText(page, '#course-table tbody tr', `${COURSE.code} ${COURSE.title}`);
+  await waitForStatus(page, `Created the course ${COURSE.code}.`);
+  ok('a course is created with the keyboard');
+
+  // ---- A teacher ----
+  await navigate(page, 'People', 'people');
+  const personForm = page.locator('#person-form');
+  await personForm.getByLabel('Name', { exact: true }).fill(TEACHER.name);
+  await personForm.getByLabel('Email', { exact: true }).fill(TEACHER.email);
+  await personForm.getByLabel('Password (optional)').fill(TEACHER.password);
+  await personForm.getByRole('button', { name: 'Add person' }).click();
+  await waitForText(page, '#people-table tbody tr', `${TEACHER.name} ${TEACHER.email} active`);
+  await waitForStatus(page, `Added ${TEACHER.name}.`);
+  ok('a teacher with a password is added');
+
+  // ---- The teacher joins the course ----
+  await navigate(page, 'Courses', 'courses');
+  const memberForm = page.locator('#member-form');
+  await waitForText(page, '#member-user option', TEACHER.email, 'the teacher can be chosen');
+  await memberForm.getByLabel('Course').selectOption({ label: `${COURSE.code} — ${COURSE.title}` });
+  await memberForm.getByLabel('Person').selectOption({ label: `${TEACHER.name} <${TEACHER.email}>` });
+  await memberForm.getByLabel('Role').selectOption('teacher');
+  await memberForm.getByRole('button', { name: 'Add to course' }).click();
+  await waitForText(page, '#member-table tbody tr', `${TEACHER.name} ${TEACHER.email} Teacher`);
+  await waitForStatus(page, `Added ${TEACHER.name} to ${COURSE.code} as teacher.`);
+  ok('the teacher is added to the course');
+
+  // ---- An edge: a bad id is refused, then it is registered ----
+  await navigate(page, 'Edges', 'edges');
+  const edgeForm = page.locator('#edge-form');
+  await edgeForm.getByLabel('Node id').fill('abc');
+  await edgeForm.getByLabel('Name').fill(EDGE.name);
+  await edgeForm.getByLabel('Peer address').fill(EDGE.peer);
+  await edgeForm.getByLabel('Public URL').fill(EDGE.url);
+  await edgeForm.getByLabel('Capacity').fill(EDGE.capacity);
+  await edgeForm.getByRole('button', { name: 'Register edge' }).click();
+  await waitForText(page, '#edge-form [data-error]', 'Id is the edge\'s node id: 64 hex digits');
+  await expectFocus(page, 'edge-id', 'the refused field');
+  ok('an edge with a bad id is refused and its field focused');
+  await edgeForm.getByLabel('Node id').fill(EDGE.id);
+  await edgeForm.getByRole('button', { name: 'Register edge' }).click();
+  await waitForText(page, '#edge-table tbody tr', `${EDGE.name} ${EDGE.id.slice(0, 12)}… active 0 / ${EDGE.capacity}`);
+  await waitUntil('the form forgets the edge', async () => {
+    const error = await formError(page, 'edge-form');
+    return { ok: error === '', observed: error };
+  });
+  ok('an edge is registered and listed with its status and load');
+
+  // ---- A session ----
+  await navigate(page, 'Sessions', 'sessions');
+  const sessionForm = page.locator('#session-form');
+  await waitForText(page, '#session-teacher option', TEACHER.name, 'the course\'s teacher can be chosen');
+  await waitForText(page, '#session-edge option', EDGE.name, 'the edge can be chosen');
+  // Tomorrow, in the browser's own time zone.
+  const day = await page.evaluate(() => {
+    const d = new Date(Date.now() + 24 * 3600 * 1000);
+    return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+  });
+  await sessionForm.getByLabel('Course').selectOption({ label: `${COURSE.code} — ${COURSE.title}` });
+  await sessionForm.getByLabel('Title').fill('Waves');
+  await sessionForm.getByLabel('Start').fill(`${day}T10:00`);
+  await sessionForm.getByLabel('End').fill(`${day}T11:00`);
+  await sessionForm.getByLabel('Teacher').selectOption({ label: TEACHER.name });
+  await sessionForm.getByLabel('Home edge').selectOption({ value: EDGE.id });
+  await sessionForm.getByLabel('Room (optional)').fill('Lab 1');
+  await sessionForm.getByLabel('Capacity').fill('30');
+  await sessionForm.getByLabel('Recording').selectOption('optional');
+  await sessionForm.getByLabel('Plugins (optional)').fill('polls, questions');
+  await sessionForm.getByRole('button', { name: 'Schedule' }).click();
+  await waitForText(page, '#session-table tbody tr', `Waves ${COURSE.code}`);
+  await waitForStatus(page, 'Scheduled “Waves”.');
+  const row = await texts(page, '#session-table tbody tr');
+  for (const expected of [TEACHER.name, EDGE.name, 'Lab 1', 'scheduled']) {
+    if (!row[0].includes(expected)) throw new Failure(`the listed session does not show ${expected}`, row);
+  }
+  // The local times reached the API as the same instants.
+  const times = await page.evaluate(async (d) => {
+    const { sessions } = await (await fetch('/api/v1/sessions')).json();
+    return {
+      startsAt: Date.parse(sessions[0].starts_at),
+      endsAt: Date.parse(sessions[0].ends_at),
+      expectedStart: new Date(`${d}T10:00`).getTime(),
+      expectedEnd: new Date(`${d}T11:00`).getTime(),
+    };
+  }, day);
+  if (times.startsAt !== times.expectedStart || times.endsAt !== times.expectedEnd) {
+    throw new Failure('the session\'s times are not the ones entered', times);
+  }
+  ok('a session is scheduled in the form and listed (local times sent as RFC 3339)');
+
+  // ---- A refusal: an end before the start ----
+  await sessionForm.getByLabel('Title').fill('Backwards');
+  await sessionForm.getByLabel('Start').fill(`${day}T14:00`);
+  await sessionForm.getByLabel('End').fill(`${day}T13:00`);
+  await sessionForm.getByRole('button', { name: 'Schedule' }).click();
+  await waitForText(page, '#session-form [data-error]', 'The session ends before it starts.');
+  await expectFocus(page, 'session-end', 'the refused field');
+  const invalid = await page.locator('#session-end').getAttribute('aria-invalid');
+  if (invalid !== 'true') throw new Failure('the end field is not marked invalid', invalid);
+  const listed = await texts(page, '#session-table tbody tr');
+  if (listed.length !== 1) throw new Failure('a refused session was listed', listed);
+  ok('an end before the start is refused with the API\'s message, the end field marked');
+
+  // ---- Editing ----
+  await page.getByRole('button', { name: 'Edit “Waves”' }).click();
+  await waitForText(page, '#session-form-heading', 'Edit “Waves”');
+  await expectFocus(page, 'session-title', 'editing starts at the title');
+  const filled = await sessionForm.getByLabel('Title').inputValue();
+  if (filled !== 'Waves') throw new Failure('the form does not hold the session', filled);
+  const errorLeft = await formError(page, 'session-form');
+  if (errorLeft) throw new Failure('the previous refusal is still shown', errorLeft);
+  await sessionForm.getByLabel('Title').fill('Waves and sound');
+  await sessionForm.getByLabel('Room (optional)').fill('Lab 2');
+  await sessionForm.getByRole('button', { name: 'Save changes' }).click();
+  await waitForText(page, '#session-table tbody tr', 'Waves and sound');
+  await waitForStatus(page, 'Saved “Waves and sound”.');
+  await waitForText(page, '#session-form-heading', 'Schedule a session');
+  const edited = await texts(page, '#session-table tbody tr');
+  if (edited.length !== 1 || !edited[0].includes('Lab 2')) throw new Failure('the edit is not listed', edited);
+  ok('the session\'s title and room are edited');
+
+  // ---- An API key, shown once, then revoked ----
+  await navigate(page, 'API keys', 'keys');
+  await page.locator('#key-form').getByLabel('Name').fill('timetable import');
+  await page.getByRole('button', { name: 'Make key' }).click();
+  await page.locator('#key-shown').waitFor({ state: 'visible' });
+  const key = await page.locator('#key-value').inputValue();
+  if (!/^mskey_[0-9a-f]{48}$/.test(key)) throw new Failure('the new key is not shown', key);
+  await waitForText(page, '#key-table tbody tr', 'timetable import Ada Admin');
+  await page.getByRole('button', { name: 'Done' }).click();
+  await page.getByRole('button', { name: 'Revoke the key “timetable import”' }).click();
+  await waitForText(page, '#key-table tbody tr', 'revoked');
+  await waitForStatus(page, 'Revoked the key “timetable import”.');
+  ok('an API key is made, shown once and revoked');
+
+  // ---- Draining the edge ----
+  await navigate(page, 'Edges', 'edges');
+  await page.getByRole('button', { name: `Drain ${EDGE.name}` }).click();
+  await waitForText(page, '#edge-table tbody tr', `${EDGE.name} ${EDGE.id.slice(0, 12)}… draining`);
+  await waitForStatus(page, `Draining ${EDGE.name}.`);
+  ok('the edge is drained');
+
+  // ---- A phone-sized screen ----
+  const phoneContext = await browser.newContext({ viewport: PHONE_VIEWPORT, storageState: await context.storageState() });
+  const phone = await openPage('phone', phoneContext, env.baseUrl, '#sessions');
+  await waitForText(phone, '#session-table tbody tr', 'Waves and sound');
+  const fit = await phone.evaluate(() => ({
+    pageWidth: document.documentElement.scrollWidth,
+    viewportWidth: window.innerWidth,
+    buttonRight: document.getElementById('session-submit').getBoundingClientRect().right,
+  }));
+  if (fit.pageWidth > fit.viewportWidth || fit.buttonRight > fit.viewportWidth) {
+    throw new Failure('the page does not fit a phone-sized screen', fit);
+  }
+  ok('a phone-sized screen shows the sessions without scrolling sideways');
+  await phoneContext.close();
+
+  // ---- Signing out ----
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.locator('#sign-in-form').waitFor({ state: 'visible' });
+  await waitForStatus(page, 'Signed out.');
+  const after = await page.evaluate(async () => (await fetch('/api/v1/me')).status);
+  if (after !== 401) throw new Failure('the cookie still works after signing out', after);
+  ok('signing out ends the session');
+
+  const problems = pages.flatMap(({ label, problems: p }) => p.map((line) => `${label}: ${line}`));
+  if (problems.length) throw new Failure('a page threw or broke its policy', problems);
+  ok('no page threw or broke its Content-Security-Policy');
+}
+
+async function describePages() {
+  for (const { label, page, problems } of pages) {
+    try {
+      const text = await page.evaluate(() => document.querySelector('main')?.innerText ?? '');
+      console.error(`--- ${label}: ${page.url()}\n${text.slice(0, 3000)}`);
+    } catch {
+      console.error(`--- ${label}: (closed)`);
+    }
+    if (problems.length) console.error(`problems:\n  ${problems.join('\n  ')}`);
+  }
+}
+
+const deadline = setTimeout(async () => {
+  console.error(`not ok - the scenario did not finish within ${TOTAL_TIMEOUT_MS} ms`);
+  await describePages();
+  process.exit(1);
+}, TOTAL_TIMEOUT_MS);
+
+try {
+  await run();
+  console.log('# the admin UI works in Chromium');
+} catch (error) {
+  console.error(`not ok - ${error.message}`);
+  if (error.observed !== undefined) console.error(`observed: ${JSON.stringify(error.observed, null, 2)}`);
+  if (!(error instanceof Failure)) console.error(error.stack);
+  await describePages();
+  process.exitCode = 1;
+} finally {
+  clearTimeout(deadline);
+  await browser?.close();
+}
