@@ -123,12 +123,14 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal
 }
 
 fn rfc3339(ms: Option<i64>) -> Value {
-    ms.and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .map_or(Value::Null, Value::String)
+    ms.and_then(|ms| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+    })
+    .and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .map_or(Value::Null, Value::String)
 }
 
 /// Who holds which role in a course: its administrators and teachers may see this (it lists
@@ -139,7 +141,13 @@ async fn list_members(
     headers: HeaderMap,
 ) -> Answer {
     let principal = authenticate(&state, &headers).await?;
-    let not_found = || Refusal::new(StatusCode::NOT_FOUND, "not_found", "there is no such course");
+    let not_found = || {
+        Refusal::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "there is no such course",
+        )
+    };
     if course.len() > ID_BYTES_MAX {
         return Err(not_found());
     }
@@ -225,7 +233,11 @@ mod tests {
     #[test]
     fn the_openapi_description_is_json_at_its_path() {
         let document: Value = serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON");
-        assert!(document["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
+        assert!(
+            document["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.1"))
+        );
         assert!(document["paths"][OPENAPI_PATH].is_object());
     }
 }

@@ -47,6 +47,8 @@ pub struct AppState {
     pub booking: Arc<tokio::sync::Mutex<()>>,
     /// Signs join tokens.
     pub issuer: Arc<crate::issuer::ControlIssuer>,
+    /// How often edges check in, in seconds.
+    pub heartbeat_secs: u64,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -85,7 +87,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -94,15 +96,15 @@ impl ApiError {
         }
     }
 
-    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    fn forbidden(message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
-    fn not_found(what: &str) -> Self {
+    pub(crate) fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -132,10 +134,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Answer = Result<Response, ApiError>;
+pub(crate) type Answer = Result<Response, ApiError>;
 
 /// Reads a JSON body: the content type must say JSON, and every field must parse.
-fn json_body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    bytes: &Bytes,
+) -> Result<T, ApiError> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -155,7 +160,7 @@ fn json_body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<
 }
 
 /// A required text field: trimmed, not empty, not too long.
-fn text(field: &str, value: &str) -> Result<String, ApiError> {
+pub(crate) fn text(field: &str, value: &str) -> Result<String, ApiError> {
     let value = value.trim();
     if value.is_empty() {
         return Err(ApiError::bad("bad_field", format!("{field} is empty")));
@@ -183,7 +188,7 @@ fn time(field: &str, value: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::bad("bad_time", format!("{field} is out of range")))
 }
 
-fn rfc3339(ms: i64) -> Value {
+pub(crate) fn rfc3339(ms: i64) -> Value {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {
@@ -195,7 +200,10 @@ fn rfc3339(ms: i64) -> Value {
 
 /// The person behind a request: an API key (`Authorization: Bearer mskey_…`) or the admin
 /// session cookie.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Principal, ApiError> {
     let unauthorised = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -233,7 +241,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
-fn require_admin(principal: &Principal) -> Result<(), ApiError> {
+pub(crate) fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     if principal.admin {
         Ok(())
     } else {
@@ -241,11 +249,11 @@ fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     }
 }
 
-fn created(body: Value) -> Answer {
+pub(crate) fn created(body: Value) -> Answer {
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
-fn ok(body: Value) -> Answer {
+pub(crate) fn ok(body: Value) -> Answer {
     Ok(axum::Json(body).into_response())
 }
 
@@ -451,7 +459,7 @@ async fn create_user(State(state): State<AppState>, headers: HeaderMap, body: By
 }
 
 /// Turns a unique-constraint failure into a 409 with `code`; other errors stay errors.
-fn unique_violation(
+pub(crate) fn unique_violation(
     error: sqlx::Error,
     code: &'static str,
     message: &str,
@@ -733,7 +741,7 @@ async fn register_edge(State(state): State<AppState>, headers: HeaderMap, body: 
     created(json!({ "id": request.id.to_lowercase(), "name": name, "status": "active" }))
 }
 
-fn edge_view(row: &AnyRow) -> Result<Value, sqlx::Error> {
+pub(crate) fn edge_view(row: &AnyRow) -> Result<Value, sqlx::Error> {
     Ok(json!({
         "id": row.try_get::<String, _>("id")?,
         "name": row.try_get::<String, _>("name")?,

@@ -10,6 +10,7 @@ pub mod admin_api;
 pub mod api;
 pub mod auth;
 pub mod db;
+pub mod enrol;
 pub mod issuer;
 pub mod schedule;
 pub mod web;
@@ -26,6 +27,8 @@ pub struct Settings {
     pub early_start_ms: i64,
     /// The key join tokens are signed with.
     pub issuer: Arc<issuer::ControlIssuer>,
+    /// How often edges are told to check in, in seconds.
+    pub heartbeat_secs: u64,
 }
 
 impl Settings {
@@ -36,6 +39,7 @@ impl Settings {
         Ok(Settings {
             early_start_ms: schedule::EARLY_START_MARGIN_MS,
             issuer: Arc::new(issuer::ControlIssuer::load_or_create(data_dir)?),
+            heartbeat_secs: enrol::HEARTBEAT_SECS,
         })
     }
 }
@@ -52,9 +56,14 @@ pub async fn serve(
         limiter: Arc::default(),
         early_start_ms: settings.early_start_ms,
         issuer: settings.issuer,
+        heartbeat_secs: settings.heartbeat_secs,
         booking: Arc::default(),
     };
-    let app = api::router(state.clone()).merge(admin_api::router(state)).merge(web::router()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = api::router(state.clone())
+        .merge(enrol::router(state.clone()))
+        .merge(admin_api::router(state))
+        .merge(web::router())
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -564,13 +564,12 @@ async function loadSessionsScreen() {
   fillSelect($('session-course'), state.courses.map((course) => [course.id, courseLabel(course)]));
   fillSelect($('session-filter'), state.courses.map((course) => [course.id, courseLabel(course)]), 'All courses');
   const admin = state.me.admin;
-  $('session-edge').hidden = !admin;
-  $('session-edge-id').hidden = admin;
-  $('session-edge-hint').hidden = admin;
-  // The label names whichever of the two edge fields is shown.
-  document.querySelector('label[for="session-edge"]').htmlFor = admin ? 'session-edge' : 'session-edge-id';
-  $('session-edge').name = admin ? 'home_edge_id' : 'home_edge_id_select';
-  $('session-edge-id').name = admin ? 'home_edge_id_text' : 'home_edge_id';
+  // Only administrators may list edges; anyone else types the edge's id. Whichever field is
+  // shown is the one named home_edge_id.
+  $('session-edge-choice').hidden = !admin;
+  $('session-edge-typed').hidden = admin;
+  $('session-edge').name = admin ? 'home_edge_id' : 'home_edge_id_chosen';
+  $('session-edge-id').name = admin ? 'home_edge_id_typed' : 'home_edge_id';
   fillSelect(
     $('session-edge'),
     state.edges.map((edge) => [edge.id, edge.status === 'active' ? `${edge.name} (${edge.capacity} places)` : `${edge.name} (${edge.status})`]),
@@ -665,14 +664,14 @@ async function editSession(session) {
   const form = $('session-form');
   state.editing = session;
   clearFormError(form);
-  $('session-form-heading').textContent = `Edit “${session.title}”`;
-  $('session-submit').textContent = 'Save changes';
-  $('session-edit-stop').hidden = false;
   const course = $('session-course');
   course.value = session.course_id;
   // A session stays in its course.
   course.disabled = true;
   await loadTeachersFor(session);
+  $('session-form-heading').textContent = `Edit “${session.title}”`;
+  $('session-submit').textContent = 'Save changes';
+  $('session-edit-stop').hidden = false;
   form.elements.namedItem('title').value = session.title;
   form.elements.namedItem('starts_at').value = rfc3339ToLocal(session.starts_at);
   form.elements.namedItem('ends_at').value = rfc3339ToLocal(session.ends_at);

@@ -72,6 +72,12 @@ pub struct FileConfig {
     /// The campus networks this edge serves (`10.20.0.0/16`): a browser joining from one of
     /// them, through any edge of the cluster, is placed here.
     pub campus_networks: Option<Vec<String>>,
+    /// The control plane this edge is enrolled with (`https://control.school.example`).
+    pub control_url: Option<String>,
+    /// A one-time code from the control plane's admin, used at the first start to enrol.
+    pub enrolment_code: Option<String>,
+    /// PEM certificates to trust for the control plane's HTTPS [default: the system's].
+    pub control_ca: Option<PathBuf>,
 }
 
 /// Another edge of the cluster.
@@ -134,6 +140,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// At most [`crate::placement::PREFIXES_PER_EDGE_MAX`].
     pub campus_networks: Vec<crate::placement::Prefix>,
+    /// `http(s)://host[:port]`, no trailing slash.
+    pub control_url: Option<String>,
+    pub enrolment_code: Option<String>,
+    pub control_ca: Option<PathBuf>,
 }
 
 /// Default class commands per second per participant.
@@ -192,6 +202,9 @@ impl FileConfig {
             edge_name: other.edge_name.or(self.edge_name),
             public_url: other.public_url.or(self.public_url),
             campus_networks: other.campus_networks.or(self.campus_networks),
+            control_url: other.control_url.or(self.control_url),
+            enrolment_code: other.enrolment_code.or(self.enrolment_code),
+            control_ca: other.control_ca.or(self.control_ca),
         }
     }
 
@@ -293,6 +306,18 @@ impl FileConfig {
             ),
             None => None,
         };
+        let control_url = match &self.control_url {
+            Some(text) => Some(
+                crate::placement::parse_origin(text)
+                    .map_err(|e| ConfigError::Invalid(format!("control_url: {e}")))?,
+            ),
+            None => None,
+        };
+        if self.enrolment_code.is_some() && control_url.is_none() {
+            return Err(ConfigError::Invalid(
+                "enrolment_code needs control_url: the control plane to enrol with".into(),
+            ));
+        }
         let networks = self.campus_networks.unwrap_or_default();
         if networks.len() > crate::placement::PREFIXES_PER_EDGE_MAX {
             return Err(ConfigError::Invalid(format!(
@@ -345,6 +370,9 @@ impl FileConfig {
             edge_name,
             public_url,
             campus_networks,
+            control_url,
+            enrolment_code: self.enrolment_code,
+            control_ca: self.control_ca,
         })
     }
 }

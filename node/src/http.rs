@@ -75,8 +75,19 @@ pub struct AppState {
     /// This edge's own report: its URL, campus networks and current load.
     pub edge_report: tokio::sync::watch::Receiver<EdgeReport>,
     pub placements: Arc<PlacementCounters>,
+    /// The control plane this edge is enrolled with, if any: check-in figures and the schedule.
+    pub control: Option<crate::control::ControlLink>,
     pub refusals: Arc<Refusals>,
     pub next_connection: Arc<AtomicU64>,
+}
+
+impl AppState {
+    /// Whether the control plane cancelled `session` (by the schedule kept here).
+    fn cancelled(&self, session: &SessionId) -> bool {
+        self.control
+            .as_ref()
+            .is_some_and(|c| c.is_cancelled(session.as_str()))
+    }
 }
 
 /// Counts of refused requests by endpoint and reason, for `/metrics`. Written only on refusals,
@@ -467,6 +478,13 @@ fn authorize(
                 claims.sid.as_str(),
                 session.as_str()
             ),
+        ));
+    }
+    if state.cancelled(session) {
+        return Err(Refusal::new(
+            StatusCode::GONE,
+            "session_cancelled",
+            "this session was cancelled",
         ));
     }
     Ok(claims)
@@ -1148,6 +1166,16 @@ async fn classroom_connection(state: AppState, session: SessionId, mut socket: W
         )
         .await;
     }
+    if state.cancelled(&session) {
+        state.refusals.count("ws", "session_cancelled");
+        return close_with(
+            socket,
+            CLOSE_FORBIDDEN,
+            "session_cancelled",
+            "this session was cancelled".into(),
+        )
+        .await;
+    }
     let connection = state.next_connection.fetch_add(1, Ordering::Relaxed);
     let span = info_span!("classroom", session = %session, participant = %claims.sub, connection);
     async move {
@@ -1338,6 +1366,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
         plugins.as_ref(),
     );
     text.push_str(&state.placements.render());
+    if let Some(control) = &state.control {
+        text.push_str(&control.render());
+    }
     (
         [(
             header::CONTENT_TYPE,

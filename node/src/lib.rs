@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod cascade;
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod log;
 pub mod media;

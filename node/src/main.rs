@@ -122,6 +122,15 @@ struct RunArgs {
     /// repeat for each.
     #[arg(long = "trust-issuer")]
     trusted_issuers: Vec<String>,
+    /// The control plane this edge is enrolled with, e.g. https://control.school.example.
+    #[arg(long)]
+    control_url: Option<String>,
+    /// A one-time enrolment code from the control plane's admin (first start only).
+    #[arg(long, env = "MULTISTREAM_ENROLMENT_CODE")]
+    enrolment_code: Option<String>,
+    /// PEM certificates to trust for the control plane's HTTPS [default: the system's].
+    #[arg(long)]
+    control_ca: Option<PathBuf>,
     /// PEM certificate chain to serve HTTPS with (with --tls-key).
     #[arg(long)]
     tls_cert: Option<PathBuf>,
@@ -245,6 +254,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         public_url: args.public_url,
         campus_networks: (!args.campus_networks.is_empty()).then_some(args.campus_networks),
         trusted_issuers: (!args.trusted_issuers.is_empty()).then_some(args.trusted_issuers),
+        control_url: args.control_url,
+        enrolment_code: args.enrolment_code,
+        control_ca: args.control_ca,
         ..FileConfig::default()
     };
     let config = file_config(args.config.as_ref())?.overlay(flags).settle()?;

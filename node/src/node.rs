@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use multistream_proto::{Claims, Grants, ParticipantId, Role, SessionId, TokenKind};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::http::{AppState, Refusals};
@@ -110,7 +110,6 @@ pub async fn run(
     for key in &config.trusted_issuers {
         issuer.trust(key).context("trusted_issuers")?;
     }
-    let issuer = Arc::new(issuer);
     let dtls_cert = init_crypto()?;
 
     let udp = std::net::UdpSocket::bind(config.media_addr)
@@ -173,11 +172,6 @@ pub async fn run(
         .edge_name
         .clone()
         .unwrap_or_else(|| format!("edge {}", &node_id.0[..8.min(node_id.0.len())]));
-    // Media relayed between edges: links the peer plane keeps, inputs the media thread takes.
-    let peer_ids: Vec<NodeId> = peers.iter().map(|p| NodeId(p.id.to_string())).collect();
-    let relay_links = crate::cascade::link::RelayLinks::new(&peer_ids);
-    let (relay_tx, relay_rx) =
-        tokio::sync::mpsc::channel(crate::cascade::link::RELAY_INBOUND_QUEUE_MAX);
     // Where browsers reach this edge: configured, or made from the HTTP address.
     let scheme = if tls.is_some() { "https" } else { "http" };
     let host = if http_bound.ip().is_unspecified() {
@@ -192,6 +186,49 @@ pub async fn run(
     };
     let base = format!("{scheme}://{host}:{}", http_bound.port());
     let public_url = config.public_url.clone().unwrap_or_else(|| base.clone());
+    // A control plane: enrol (first start) or read the enrolment; trust its key and take the
+    // edges it lists as peers.
+    let control = match &config.control_url {
+        Some(url) => {
+            let settings = crate::control::ControlSettings {
+                url: url.clone(),
+                code: config.enrolment_code.clone(),
+                ca: config.control_ca.clone(),
+            };
+            let me = serde_json::json!({
+                "node_id": node_id.0,
+                "name": edge_name,
+                "peer_addr": config.peer_addr.to_string(),
+                "public_url": public_url,
+                "capacity": crate::sfu::NODE_PEERS_MAX,
+                "version": env!("CARGO_PKG_VERSION"),
+            });
+            let enrolment =
+                crate::control::enrol_if_needed(&config.data_dir, &settings, me).await?;
+            issuer
+                .trust(&enrolment.issuer_public_key)
+                .context("the control plane's issuer key")?;
+            for listed in &enrolment.peers {
+                if listed.id == node_id.0 || cluster.iter().any(|c| c.0 == listed.id) {
+                    continue;
+                }
+                let (Ok(id), Ok(addr)) = (listed.id.parse(), listed.peer_addr.parse()) else {
+                    warn!(peer = %listed.id, "the control plane lists a peer this node cannot use");
+                    continue;
+                };
+                cluster.push(NodeId(listed.id.clone()));
+                peers.push(crate::peer::Peer { id, addr });
+            }
+            Some((settings, enrolment))
+        }
+        None => None,
+    };
+    let issuer = Arc::new(issuer);
+    // Media relayed between edges: links the peer plane keeps, inputs the media thread takes.
+    let peer_ids: Vec<NodeId> = peers.iter().map(|p| NodeId(p.id.to_string())).collect();
+    let relay_links = crate::cascade::link::RelayLinks::new(&peer_ids);
+    let (relay_tx, relay_rx) =
+        tokio::sync::mpsc::channel(crate::cascade::link::RELAY_INBOUND_QUEUE_MAX);
     // What this edge tells its peers about itself, for placing participants; its load is kept
     // current by `report_load` once the server runs.
     let (edge_report, edge_report_rx) = watch::channel(crate::placement::EdgeReport {
@@ -205,6 +242,26 @@ pub async fn run(
         load: 0,
         capacity: crate::sfu::NODE_PEERS_MAX as u32,
         issuer: issuer.name().to_owned(),
+    });
+    // Check in with the control plane, keeping the schedule it sends (and the one kept from
+    // before, until it answers).
+    let control = control.map(|(settings, enrolment)| {
+        let counters = Arc::new(crate::control::ControlCounters::default());
+        let (schedule_tx, schedule_rx) =
+            watch::channel(crate::control::cached_schedule(&config.data_dir).unwrap_or_default());
+        crate::control::spawn_heartbeat(
+            settings,
+            enrolment,
+            config.data_dir.clone(),
+            edge_report_rx.clone(),
+            schedule_tx,
+            Arc::clone(&counters),
+            stop_rx.clone(),
+        );
+        crate::control::ControlLink {
+            counters,
+            schedule: schedule_rx,
+        }
     });
     let placement_links = Arc::clone(&relay_links);
     let stop_rx_for_load = stop_rx.clone();
@@ -301,6 +358,7 @@ pub async fn run(
         relay_links: placement_links,
         edge_report: edge_report.subscribe(),
         placements: Arc::new(crate::http::PlacementCounters::default()),
+        control,
         refusals: Arc::new(Refusals::default()),
         next_connection: Arc::new(AtomicU64::new(1)),
     };

@@ -87,9 +87,12 @@ async function tabTo(page, id) {
   throw new Failure(`#${id} is not reached with ${TAB_PRESSES_MAX} Tab presses`, path);
 }
 
+/** Waits until the element `id` has focus. */
 async function expectFocus(page, id, why) {
-  const now = await focusedId(page);
-  if (now !== id) throw new Failure(`${why}: focus is on #${now}, not #${id}`);
+  await waitUntil(`${why}: focus on #${id}`, async () => {
+    const now = await focusedId(page);
+    return { ok: now === id, observed: `focus is on #${now}` };
+  });
 }
 
 async function openPage(label, context, baseUrl, hash = '') {
@@ -163,7 +166,7 @@ async function run() {
   const personForm = page.locator('#person-form');
   await personForm.getByLabel('Name', { exact: true }).fill(TEACHER.name);
   await personForm.getByLabel('Email', { exact: true }).fill(TEACHER.email);
-  await personForm.getByLabel('Password (optional)').fill(TEACHER.password);
+  await personForm.getByLabel('Password (optional)', { exact: true }).fill(TEACHER.password);
   await personForm.getByRole('button', { name: 'Add person' }).click();
   await waitForText(page, '#people-table tbody tr', `${TEACHER.name} ${TEACHER.email} active`);
   await waitForStatus(page, `Added ${TEACHER.name}.`);
@@ -173,9 +176,9 @@ async function run() {
   await navigate(page, 'Courses', 'courses');
   const memberForm = page.locator('#member-form');
   await waitForText(page, '#member-user option', TEACHER.email, 'the teacher can be chosen');
-  await memberForm.getByLabel('Course').selectOption({ label: `${COURSE.code} — ${COURSE.title}` });
-  await memberForm.getByLabel('Person').selectOption({ label: `${TEACHER.name} <${TEACHER.email}>` });
-  await memberForm.getByLabel('Role').selectOption('teacher');
+  await memberForm.getByLabel('Course', { exact: true }).selectOption({ label: `${COURSE.code} — ${COURSE.title}` });
+  await memberForm.getByLabel('Person', { exact: true }).selectOption({ label: `${TEACHER.name} <${TEACHER.email}>` });
+  await memberForm.getByLabel('Role', { exact: true }).selectOption('teacher');
   await memberForm.getByRole('button', { name: 'Add to course' }).click();
   await waitForText(page, '#member-table tbody tr', `${TEACHER.name} ${TEACHER.email} Teacher`);
   await waitForStatus(page, `Added ${TEACHER.name} to ${COURSE.code} as teacher.`);
@@ -184,16 +187,16 @@ async function run() {
   // ---- An edge: a bad id is refused, then it is registered ----
   await navigate(page, 'Edges', 'edges');
   const edgeForm = page.locator('#edge-form');
-  await edgeForm.getByLabel('Node id').fill('abc');
-  await edgeForm.getByLabel('Name').fill(EDGE.name);
-  await edgeForm.getByLabel('Peer address').fill(EDGE.peer);
-  await edgeForm.getByLabel('Public URL').fill(EDGE.url);
-  await edgeForm.getByLabel('Capacity').fill(EDGE.capacity);
+  await edgeForm.getByLabel('Node id', { exact: true }).fill('abc');
+  await edgeForm.getByLabel('Name', { exact: true }).fill(EDGE.name);
+  await edgeForm.getByLabel('Peer address', { exact: true }).fill(EDGE.peer);
+  await edgeForm.getByLabel('Public URL', { exact: true }).fill(EDGE.url);
+  await edgeForm.getByLabel('Capacity', { exact: true }).fill(EDGE.capacity);
   await edgeForm.getByRole('button', { name: 'Register edge' }).click();
   await waitForText(page, '#edge-form [data-error]', 'Id is the edge\'s node id: 64 hex digits');
   await expectFocus(page, 'edge-id', 'the refused field');
   ok('an edge with a bad id is refused and its field focused');
-  await edgeForm.getByLabel('Node id').fill(EDGE.id);
+  await edgeForm.getByLabel('Node id', { exact: true }).fill(EDGE.id);
   await edgeForm.getByRole('button', { name: 'Register edge' }).click();
   await waitForText(page, '#edge-table tbody tr', `${EDGE.name} ${EDGE.id.slice(0, 12)}… active 0 / ${EDGE.capacity}`);
   await waitUntil('the form forgets the edge', async () => {
@@ -212,16 +215,16 @@ async function run() {
     const d = new Date(Date.now() + 24 * 3600 * 1000);
     return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
   });
-  await sessionForm.getByLabel('Course').selectOption({ label: `${COURSE.code} — ${COURSE.title}` });
-  await sessionForm.getByLabel('Title').fill('Waves');
-  await sessionForm.getByLabel('Start').fill(`${day}T10:00`);
-  await sessionForm.getByLabel('End').fill(`${day}T11:00`);
-  await sessionForm.getByLabel('Teacher').selectOption({ label: TEACHER.name });
-  await sessionForm.getByLabel('Home edge').selectOption({ value: EDGE.id });
-  await sessionForm.getByLabel('Room (optional)').fill('Lab 1');
-  await sessionForm.getByLabel('Capacity').fill('30');
-  await sessionForm.getByLabel('Recording').selectOption('optional');
-  await sessionForm.getByLabel('Plugins (optional)').fill('polls, questions');
+  await sessionForm.getByLabel('Course', { exact: true }).selectOption({ label: `${COURSE.code} — ${COURSE.title}` });
+  await sessionForm.getByLabel('Title', { exact: true }).fill('Waves');
+  await sessionForm.getByLabel('Start', { exact: true }).fill(`${day}T10:00`);
+  await sessionForm.getByLabel('End', { exact: true }).fill(`${day}T11:00`);
+  await sessionForm.getByLabel('Teacher', { exact: true }).selectOption({ label: TEACHER.name });
+  await sessionForm.getByLabel('Home edge', { exact: true }).selectOption({ value: EDGE.id });
+  await sessionForm.getByLabel('Room (optional)', { exact: true }).fill('Lab 1');
+  await sessionForm.getByLabel('Capacity', { exact: true }).fill('30');
+  await sessionForm.getByLabel('Recording', { exact: true }).selectOption('optional');
+  await sessionForm.getByLabel('Plugins (optional)', { exact: true }).fill('polls, questions');
   await sessionForm.getByRole('button', { name: 'Schedule' }).click();
   await waitForText(page, '#session-table tbody tr', `Waves ${COURSE.code}`);
   await waitForStatus(page, 'Scheduled “Waves”.');
@@ -245,9 +248,9 @@ async function run() {
   ok('a session is scheduled in the form and listed (local times sent as RFC 3339)');
 
   // ---- A refusal: an end before the start ----
-  await sessionForm.getByLabel('Title').fill('Backwards');
-  await sessionForm.getByLabel('Start').fill(`${day}T14:00`);
-  await sessionForm.getByLabel('End').fill(`${day}T13:00`);
+  await sessionForm.getByLabel('Title', { exact: true }).fill('Backwards');
+  await sessionForm.getByLabel('Start', { exact: true }).fill(`${day}T14:00`);
+  await sessionForm.getByLabel('End', { exact: true }).fill(`${day}T13:00`);
   await sessionForm.getByRole('button', { name: 'Schedule' }).click();
   await waitForText(page, '#session-form [data-error]', 'The session ends before it starts.');
   await expectFocus(page, 'session-end', 'the refused field');
@@ -261,12 +264,12 @@ async function run() {
   await page.getByRole('button', { name: 'Edit “Waves”' }).click();
   await waitForText(page, '#session-form-heading', 'Edit “Waves”');
   await expectFocus(page, 'session-title', 'editing starts at the title');
-  const filled = await sessionForm.getByLabel('Title').inputValue();
+  const filled = await sessionForm.getByLabel('Title', { exact: true }).inputValue();
   if (filled !== 'Waves') throw new Failure('the form does not hold the session', filled);
   const errorLeft = await formError(page, 'session-form');
   if (errorLeft) throw new Failure('the previous refusal is still shown', errorLeft);
-  await sessionForm.getByLabel('Title').fill('Waves and sound');
-  await sessionForm.getByLabel('Room (optional)').fill('Lab 2');
+  await sessionForm.getByLabel('Title', { exact: true }).fill('Waves and sound');
+  await sessionForm.getByLabel('Room (optional)', { exact: true }).fill('Lab 2');
   await sessionForm.getByRole('button', { name: 'Save changes' }).click();
   await waitForText(page, '#session-table tbody tr', 'Waves and sound');
   await waitForStatus(page, 'Saved “Waves and sound”.');
@@ -277,7 +280,7 @@ async function run() {
 
   // ---- An API key, shown once, then revoked ----
   await navigate(page, 'API keys', 'keys');
-  await page.locator('#key-form').getByLabel('Name').fill('timetable import');
+  await page.locator('#key-form').getByLabel('Name', { exact: true }).fill('timetable import');
   await page.getByRole('button', { name: 'Make key' }).click();
   await page.locator('#key-shown').waitFor({ state: 'visible' });
   const key = await page.locator('#key-value').inputValue();
@@ -304,6 +307,11 @@ async function run() {
     pageWidth: document.documentElement.scrollWidth,
     viewportWidth: window.innerWidth,
     buttonRight: document.getElementById('session-submit').getBoundingClientRect().right,
+    // What sticks out, for the failure's report.
+    tooWide: [...document.querySelectorAll('body *')]
+      .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.table-wrap'))
+      .slice(0, 8)
+      .map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className} right=${Math.round(e.getBoundingClientRect().right)}`),
   }));
   if (fit.pageWidth > fit.viewportWidth || fit.buttonRight > fit.viewportWidth) {
     throw new Failure('the page does not fit a phone-sized screen', fit);

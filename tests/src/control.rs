@@ -79,8 +79,11 @@ impl Control {
             .await
             .map_err(|e| e.to_string())?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let settings =
-            multistream_control::Settings::in_data_dir(&dir).map_err(|e| e.to_string())?;
+        let settings = multistream_control::Settings {
+            // Edges in tests check in often, so schedule changes reach them quickly.
+            heartbeat_secs: 1,
+            ..multistream_control::Settings::in_data_dir(&dir).map_err(|e| e.to_string())?
+        };
         let issuer_public = settings.issuer.public_hex();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = db.clone();

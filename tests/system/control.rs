@@ -60,7 +60,7 @@ async fn scenario(backend: Backend) {
         .expect("the control plane starts");
     assert_eq!(
         control.db.migrations().await.expect("migrations"),
-        vec![1],
+        vec![1, 2],
         "the schema is migrated"
     );
 
@@ -775,4 +775,268 @@ async fn the_control_plane_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_control_plane_on_postgresql() {
     scenario(Backend::Postgres).await;
+}
+
+async fn chat(class: &mut multistream_tests::classroom::ClassClient, text: &str) {
+    let answer = class
+        .command(multistream_proto::session::Command::Chat { text: text.into() })
+        .await
+        .expect("the class answers");
+    assert!(
+        matches!(answer, multistream_tests::classroom::Answer::Ack(_)),
+        "{answer:?}"
+    );
+}
+
+async fn hears(class: &mut multistream_tests::classroom::ClassClient, text: &str) {
+    class
+        .wait_for_event(|e| matches!(&e.body, multistream_proto::session::EventBody::Chat { text: t } if t == text))
+        .await
+        .unwrap_or_else(|error| panic!("{text:?} does not arrive: {error}"));
+}
+
+/// Two real edges enrol with the control plane (one-time codes; the second learns of the first,
+/// the first of the second at its next start); a session is scheduled on one; a teacher and a
+/// student join with the control plane's tokens, on different edges. Then the control plane
+/// stops: the class goes on, and a student with a token issued before can still join. A session
+/// the control plane cancelled is refused by the edge from the schedule it keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_class_goes_on_when_the_control_plane_stops() {
+    use multistream_tests::classroom::ClassClient;
+    use multistream_tests::cluster::Cluster;
+    use multistream_tests::node_process::NodeProcess;
+
+    let control = Control::start("control-class", Backend::Sqlite)
+        .await
+        .expect("the control plane starts");
+    let admin = control
+        .sign_in(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await
+        .expect("signs in");
+    let url = format!("http://{}", control.addr);
+    let cluster = Cluster::new("control-class-edges", 2).expect("two edge directories");
+    let mut edges = Vec::new();
+    for (i, name) in [(0, "North campus"), (1, "South campus")] {
+        let code = create(
+            &control,
+            &admin,
+            "/api/v1/enrolment-codes",
+            json!({ "minutes": 10 }),
+        )
+        .await;
+        let code = code["code"].as_str().expect("a code").to_owned();
+        let edge = cluster
+            .start_reaching(
+                i,
+                &[],
+                &[
+                    "--control-url",
+                    &url,
+                    "--enrolment-code",
+                    &code,
+                    "--edge-name",
+                    name,
+                ],
+            )
+            .expect("the edge enrols and starts");
+        // A code is good once.
+        if i == 0 {
+            let again = control
+                .call("POST", "/api/v1/enrol", None, Some(&json!({ "code": code, "node_id": "e".repeat(64), "name": "Thief", "peer_addr": "127.0.0.1:9", "public_url": "http://127.0.0.1:9", "capacity": 5 })))
+                .await;
+            assert_eq!(
+                (again.status, code_of(&again)),
+                (401, "bad_code".into()),
+                "{}",
+                again.body
+            );
+        }
+        edges.push(edge);
+    }
+    // Edge 0 enrolled before edge 1 existed: it learns of it at its next start, which needs no
+    // code any more.
+    let (clean, dir0) = edges.remove(0).stop_keeping_data();
+    assert!(clean);
+    let edge0 = NodeProcess::start_in(
+        dir0,
+        &[
+            "--peer-addr",
+            &cluster.peer_addrs[0],
+            "--control-url",
+            &url,
+            "--edge-name",
+            "North campus",
+        ],
+    )
+    .expect("edge 0 restarts");
+    let edge1 = edges.remove(0);
+    for (node, peer) in [(&edge0, 1), (&edge1, 0)] {
+        node.wait_for_metric(
+            &format!("multistream_peer_link_up{{peer=\"{}\"}}", cluster.ids[peer]),
+            std::time::Duration::from_secs(20),
+            |v| v == 1.0,
+        )
+        .await
+        .expect("the edges the control plane listed link up");
+    }
+    let inventory = json(
+        &control
+            .call("GET", "/api/v1/edges", Some(&admin), None)
+            .await,
+    );
+    let listed: Vec<&str> = inventory["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(listed, vec!["North campus", "South campus"], "{inventory}");
+
+    // A class on edge 0.
+    let course = create(
+        &control,
+        &admin,
+        "/api/v1/courses",
+        json!({ "code": "GEO-3", "title": "Geography" }),
+    )
+    .await;
+    let course = course["id"].as_str().expect("an id").to_owned();
+    let mut people = Vec::new();
+    for (email, name, role) in [
+        ("tom@school.example", "Tom Teacher", "teacher"),
+        ("sue@school.example", "Sue Student", "student"),
+        ("ned@school.example", "Ned Newcomer", "student"),
+    ] {
+        let user = create(
+            &control,
+            &admin,
+            "/api/v1/users",
+            json!({ "email": email, "name": name }),
+        )
+        .await;
+        let id = user["id"].as_str().expect("an id").to_owned();
+        create(
+            &control,
+            &admin,
+            &format!("/api/v1/courses/{course}/members"),
+            json!({ "user_id": id, "role": role }),
+        )
+        .await;
+        people.push(id);
+    }
+    let now = multistream_control::db::now_ms();
+    let class = |title: &str, starts: i64| json!({ "course_id": course, "title": title, "starts_at": at(starts), "ends_at": at(starts + HOUR), "teacher_id": people[0], "home_edge_id": cluster.ids[0], "capacity": 30 });
+    let rivers = create(&control, &admin, "/api/v1/sessions", class("Rivers", now)).await;
+    let rivers = rivers["id"].as_str().expect("an id").to_owned();
+    let token = |user: &str| {
+        let (control, admin, rivers) = (&control, admin.clone(), rivers.clone());
+        let user = user.to_owned();
+        async move {
+            let join = json(
+                &control
+                    .call(
+                        "POST",
+                        &format!("/api/v1/sessions/{rivers}/join-token"),
+                        Some(&admin),
+                        Some(&json!({ "user_id": user })),
+                    )
+                    .await,
+            );
+            join["token"].as_str().expect("a token").to_owned()
+        }
+    };
+    let (tom, sue, ned) = (
+        token(&people[0]).await,
+        token(&people[1]).await,
+        token(&people[2]).await,
+    );
+    let mut teacher = ClassClient::connect(edge0.http, &rivers, &tom, None)
+        .await
+        .expect("the teacher joins on edge 0");
+    let mut student = ClassClient::connect(edge1.http, &rivers, &sue, None)
+        .await
+        .expect("the student joins on edge 1");
+    chat(&mut teacher, "Good morning, both campuses").await;
+    hears(&mut student, "Good morning, both campuses").await;
+
+    // A cancelled session: the edge refuses it from the schedule it keeps.
+    let later = create(
+        &control,
+        &admin,
+        "/api/v1/sessions",
+        class("Deltas", now + 2 * HOUR),
+    )
+    .await;
+    let later = later["id"].as_str().expect("an id").to_owned();
+    let later_token = json(
+        &control
+            .call(
+                "POST",
+                &format!("/api/v1/sessions/{later}/join-token"),
+                Some(&admin),
+                Some(&json!({ "user_id": people[1] })),
+            )
+            .await,
+    );
+    let later_token = later_token["token"].as_str().expect("a token").to_owned();
+    assert_eq!(
+        control
+            .call(
+                "POST",
+                &format!("/api/v1/sessions/{later}/cancel"),
+                Some(&admin),
+                None
+            )
+            .await
+            .status,
+        200
+    );
+    edge0
+        .wait_for_metric(
+            "multistream_control_sessions_scheduled",
+            std::time::Duration::from_secs(20),
+            |v| v == 2.0,
+        )
+        .await
+        .expect("the schedule reaches the edge");
+    let mut refused = false;
+    for _ in 0..50 {
+        if ClassClient::connect(edge0.http, &later, &later_token, None)
+            .await
+            .is_err()
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused, "a cancelled session is refused");
+
+    // The control plane stops; the class goes on, and a newcomer with a token joins.
+    control.stop().await;
+    edge1
+        .wait_for_metric(
+            "multistream_control_heartbeats_total{outcome=\"failed\"}",
+            std::time::Duration::from_secs(20),
+            |v| v >= 1.0,
+        )
+        .await
+        .expect("the edge notices the control plane is gone");
+    chat(&mut teacher, "The river bends here").await;
+    hears(&mut student, "The river bends here").await;
+    let mut newcomer = ClassClient::connect(edge1.http, &rivers, &ned, None)
+        .await
+        .expect("a newcomer joins without the control plane");
+    chat(&mut student, "Welcome, Ned").await;
+    hears(&mut newcomer, "Welcome, Ned").await;
+    hears(&mut teacher, "Welcome, Ned").await;
+    for class in [teacher, student, newcomer] {
+        class.leave().await;
+    }
+    assert!(edge1.stop());
+    assert!(edge0.stop());
+}
+
+fn code_of(response: &multistream_tests::http::Response) -> String {
+    code(response)
 }
