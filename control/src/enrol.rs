@@ -295,6 +295,7 @@ async fn heartbeat(
         "issuer_public_key": state.issuer.public_hex(),
         "peers": peers_of(&state, &id).await?,
         "sessions": sessions,
+        "plugins": crate::plugins::for_edges(&state).await?,
         "heartbeat_seconds": state.heartbeat_secs,
     }))
 }

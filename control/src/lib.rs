@@ -12,6 +12,7 @@ pub mod auth;
 pub mod db;
 pub mod enrol;
 pub mod issuer;
+pub mod plugins;
 pub mod schedule;
 pub mod web;
 
@@ -61,6 +62,7 @@ pub async fn serve(
     };
     let app = api::router(state.clone())
         .merge(enrol::router(state.clone()))
+        .merge(plugins::router(state.clone()))
         .merge(admin_api::router(state))
         .merge(web::router())
         .into_make_service_with_connect_info::<std::net::SocketAddr>();

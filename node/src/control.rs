@@ -74,12 +74,33 @@ pub struct Scheduled {
     pub capacity: i64,
 }
 
+/// A plugin version the control plane rolled out, and who signed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolledOut {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    /// SHA-256 of the component, hex.
+    pub sha256: String,
+    /// The signer's public key, hex, which the admin approved.
+    pub signer: String,
+}
+
+/// Plugins rolled out at once, at most.
+pub const ROLLED_OUT_MAX: usize = 64;
+
+/// The trusted signers the control plane approved, one public key per line, beside the
+/// packages: the node's plugin loader reads it with its own `plugin_keys`.
+pub const TRUSTED_KEYS_FILE: &str = "trusted-keys";
+
 /// The control plane's latest answer, kept on disk.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Schedule {
     /// `active`, `draining` or `disabled`.
     pub status: String,
     pub sessions: Vec<Scheduled>,
+    #[serde(default)]
+    pub plugins: Vec<RolledOut>,
     /// When it was received, milliseconds since the Unix epoch.
     #[serde(default)]
     pub received_at_ms: i64,
@@ -92,6 +113,8 @@ pub struct ControlCounters {
     pub heartbeats_failed: AtomicU64,
     /// When the last check-in succeeded, Unix seconds (0: never).
     pub last_ok_secs: AtomicU64,
+    /// Rolled-out plugin packages fetched and kept.
+    pub plugins_installed: AtomicU64,
 }
 
 /// What the HTTP handlers see of the control plane.
@@ -124,10 +147,14 @@ impl ControlLink {
              multistream_control_heartbeats_total{{outcome=\"failed\"}} {}\n\
              # HELP multistream_control_sessions_scheduled Sessions this edge hosts by the schedule kept here.\n\
              # TYPE multistream_control_sessions_scheduled gauge\n\
-             multistream_control_sessions_scheduled {}\n",
+             multistream_control_sessions_scheduled {}\n\
+             # HELP multistream_control_plugins_installed_total Rolled-out plugin packages fetched, checked and kept.\n\
+             # TYPE multistream_control_plugins_installed_total counter\n\
+             multistream_control_plugins_installed_total {}\n",
             load(&self.counters.heartbeats_ok),
             load(&self.counters.heartbeats_failed),
             schedule.sessions.len(),
+            load(&self.counters.plugins_installed),
         );
         if last > 0 {
             out.push_str(&format!(
@@ -286,7 +313,10 @@ pub fn spawn_heartbeat(
                     counters
                         .last_ok_secs
                         .store(crate::token::unix_now_secs(), Ordering::Relaxed);
+                    fresh.plugins.truncate(ROLLED_OUT_MAX);
                     keep(&data_dir, &fresh);
+                    install_plugins(&settings, &enrolment, &data_dir, &fresh.plugins, &counters)
+                        .await;
                     schedule.send_replace(fresh);
                 }
                 Err(error) => {
@@ -299,6 +329,108 @@ pub fn spawn_heartbeat(
             }
         }
     });
+}
+
+/// Fetches the rolled-out packages this edge does not have yet, checks each against the signer
+/// the control plane approved and the component hash it announced, and puts it in the plugin
+/// directory (with the approved signers in [`TRUSTED_KEYS_FILE`]), where the plugin thread
+/// loads it within seconds.
+async fn install_plugins(
+    settings: &ControlSettings,
+    enrolment: &Enrolment,
+    data_dir: &Path,
+    plugins: &[RolledOut],
+    counters: &ControlCounters,
+) {
+    let dir = data_dir.join("plugins");
+    let mut signers: Vec<String> = plugins
+        .iter()
+        .map(|p| p.signer.to_ascii_lowercase())
+        .filter(|k| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    signers.sort();
+    signers.dedup();
+    let keys = signers.join("\n");
+    let keys_path = dir.join(TRUSTED_KEYS_FILE);
+    if std::fs::read_to_string(&keys_path).ok().as_deref() != Some(keys.as_str()) {
+        if let Err(error) = write_atomically(&keys_path, keys.as_bytes()) {
+            warn!(%error, "cannot keep the approved plugin signers");
+            return;
+        }
+    }
+    for plugin in plugins {
+        let safe = |t: &str| {
+            !t.is_empty()
+                && t.len() <= 64
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        };
+        if !safe(&plugin.name) || !safe(&plugin.version) {
+            continue;
+        }
+        let path = dir.join(format!(
+            "{}-{}.{}",
+            plugin.name,
+            plugin.version,
+            crate::plugins::PACKAGE_EXTENSION
+        ));
+        if path.exists() {
+            continue;
+        }
+        let fetched = request(
+            settings,
+            "GET",
+            &format!("/api/v1/plugins/{}/package", plugin.id),
+            Some(&enrolment.secret),
+            &serde_json::Value::Null,
+        )
+        .await;
+        let bytes = match fetched {
+            Ok((200, bytes)) => bytes,
+            Ok((status, bytes)) => {
+                warn!(plugin = %plugin.name, status, message = %message_of(&bytes), "a rolled-out plugin could not be fetched");
+                continue;
+            }
+            Err(error) => {
+                warn!(plugin = %plugin.name, %error, "a rolled-out plugin could not be fetched");
+                continue;
+            }
+        };
+        let verified = match multistream_plugin_host::package::open(
+            &bytes,
+            std::slice::from_ref(&plugin.signer),
+        ) {
+            Ok(verified) => verified,
+            Err(error) => {
+                warn!(plugin = %plugin.name, %error, "a rolled-out plugin package was refused");
+                continue;
+            }
+        };
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &verified.wasm);
+        let sha256: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        if verified.name != plugin.name
+            || verified.version != plugin.version
+            || sha256 != plugin.sha256
+        {
+            warn!(plugin = %plugin.name, "a rolled-out plugin package is not the one announced; refused");
+            continue;
+        }
+        match write_atomically(&path, &bytes) {
+            Ok(()) => {
+                counters.plugins_installed.fetch_add(1, Ordering::Relaxed);
+                info!(plugin = %plugin.name, version = %plugin.version, "rolled-out plugin installed");
+            }
+            Err(error) => warn!(plugin = %plugin.name, %error, "cannot keep a rolled-out plugin"),
+        }
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let fresh = path.with_extension("partial");
+    let mut file = std::fs::File::create(&fresh)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&fresh, path)
 }
 
 /// Writes the schedule beside the data, atomically (a crash leaves the old one or the new).

@@ -6,6 +6,7 @@ pub mod classroom;
 pub mod client;
 pub mod cluster;
 pub mod control;
+pub mod control_bench;
 pub mod http;
 pub mod load;
 pub mod netns;

@@ -1040,3 +1040,156 @@ async fn a_class_goes_on_when_the_control_plane_stops() {
 fn code_of(response: &multistream_tests::http::Response) -> String {
     code(response)
 }
+
+/// An admin uploads a signed plugin package (the control plane reads its manifest in a
+/// sandbox), approves it and rolls it out; an enrolled edge fetches it at its next check-in,
+/// checks the signature against the approved signer and loads it. Bad uploads are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_rolled_out_reaches_the_edges() {
+    use multistream_tests::node_process::NodeProcess;
+
+    let control = Control::start("control-plugins", Backend::Sqlite)
+        .await
+        .expect("the control plane starts");
+    let admin = control
+        .sign_in(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await
+        .expect("signs in");
+    let enrolment = create(&control, &admin, "/api/v1/enrolment-codes", json!({})).await;
+    let enrolment = enrolment["code"].as_str().expect("a code").to_owned();
+    let url = format!("http://{}", control.addr);
+    let edge = NodeProcess::start_with(
+        "control-plugins-edge",
+        &["--control-url", &url, "--enrolment-code", &enrolment],
+    )
+    .expect("the edge enrols");
+
+    let dir = multistream_tests::node_process::fresh_data_dir("control-plugins-signing");
+    let (key, public) = crate::plugins::signing_key(&dir, "school.key");
+    let package = crate::plugins::cli(&[
+        "plugin-sign",
+        "--key",
+        &key.to_string_lossy(),
+        "--out",
+        &dir.to_string_lossy(),
+        &crate::plugins::wasm("multistream_plugin_polls_next.wasm").to_string_lossy(),
+    ]);
+    let bytes = std::fs::read(&package).expect("the package");
+    let upload = |content_type: &'static str, body: Vec<u8>| {
+        let (addr, admin) = (control.addr, admin.clone());
+        async move {
+            multistream_tests::http::request(
+                addr,
+                "POST",
+                "/api/v1/plugins",
+                &[("Cookie", &admin), ("Content-Type", content_type)],
+                &body,
+            )
+            .await
+            .expect("answers")
+        }
+    };
+    assert_eq!(upload("application/json", bytes.clone()).await.status, 415);
+    let garbage = upload("application/octet-stream", b"not a package".to_vec()).await;
+    assert_eq!(
+        (garbage.status, code(&garbage)),
+        (400, "bad_package".into()),
+        "{}",
+        garbage.body
+    );
+    let mut altered = bytes.clone();
+    let last = altered.len() - 1;
+    altered[last] ^= 0xff;
+    let altered = upload("application/octet-stream", altered).await;
+    assert_eq!(
+        (altered.status, code(&altered)),
+        (400, "bad_package".into()),
+        "{}",
+        altered.body
+    );
+    let uploaded = upload("application/octet-stream", bytes.clone()).await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.body);
+    let uploaded = json(&uploaded);
+    assert_eq!(uploaded["signer"].as_str(), Some(public.as_str()));
+    assert_eq!(uploaded["manifest"]["name"], "polls");
+    assert_eq!(uploaded["manifest"]["version"], "0.2.0-next");
+    assert!(
+        uploaded["manifest"]["capabilities"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c == "show-panel")),
+        "{uploaded}"
+    );
+    let again = upload("application/octet-stream", bytes).await;
+    assert_eq!((again.status, code(&again)), (409, "version_exists".into()));
+    let id = uploaded["id"].as_str().expect("an id").to_owned();
+    let early = control
+        .call(
+            "POST",
+            &format!("/api/v1/plugins/{id}/rollout"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!((early.status, code(&early)), (409, "not_approved".into()));
+    assert_eq!(
+        control
+            .call(
+                "POST",
+                &format!("/api/v1/plugins/{id}/approve"),
+                Some(&admin),
+                None
+            )
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        control
+            .call(
+                "POST",
+                &format!("/api/v1/plugins/{id}/rollout"),
+                Some(&admin),
+                None
+            )
+            .await
+            .status,
+        200
+    );
+    let listed = json(
+        &control
+            .call("GET", "/api/v1/plugins", Some(&admin), None)
+            .await,
+    );
+    assert_eq!(listed["plugins"][0]["rolled_out"], true, "{listed}");
+
+    // The edge fetches it and loads it: polls moves to the rolled-out version.
+    edge.wait_for_metric(
+        "multistream_control_plugins_installed_total",
+        std::time::Duration::from_secs(20),
+        |v| v == 1.0,
+    )
+    .await
+    .expect("the edge installs the rolled-out package");
+    let mut version = Value::Null;
+    for _ in 0..100 {
+        let offered = multistream_tests::http::request(edge.http, "GET", "/api/plugins", &[], b"")
+            .await
+            .expect("answers");
+        let offered: Value = serde_json::from_str(&offered.body).expect("JSON");
+        version = offered["plugins"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["name"] == "polls"))
+            .map_or(Value::Null, |p| p["version"].clone());
+        if version == "0.2.0-next" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        version, "0.2.0-next",
+        "the edge runs the rolled-out version"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(edge.stop());
+    control.stop().await;
+}

@@ -201,7 +201,7 @@ async fn plugin_list(node: &NodeProcess) -> Value {
     serde_json::from_str(&response.body).expect("JSON")
 }
 
-fn wasm(file: &str) -> PathBuf {
+pub(crate) fn wasm(file: &str) -> PathBuf {
     let target = node_binary()
         .parent()
         .and_then(|p| p.parent())
@@ -216,7 +216,7 @@ fn wasm(file: &str) -> PathBuf {
     path
 }
 
-fn cli(args: &[&str]) -> String {
+pub(crate) fn cli(args: &[&str]) -> String {
     let output = Process::new(node_binary())
         .args(args)
         .output()
@@ -230,7 +230,7 @@ fn cli(args: &[&str]) -> String {
 }
 
 /// Makes a signing key in `dir` and returns its path and public key.
-fn signing_key(dir: &Path, name: &str) -> (PathBuf, String) {
+pub(crate) fn signing_key(dir: &Path, name: &str) -> (PathBuf, String) {
     std::fs::create_dir_all(dir).expect("a directory");
     let path = dir.join(name);
     let public = cli(&["plugin-key", "--out", &path.to_string_lossy()]);

@@ -458,8 +458,20 @@ impl Worker {
         if bytes.len() > package::PACKAGE_BYTES_MAX {
             return Err(package::PackageError::TooLarge(bytes.len()).to_string());
         }
-        let verified =
-            package::open(&bytes, &self.settings.trusted_keys).map_err(|e| e.to_string())?;
+        // The configured signers, and those the control plane approved (written beside the
+        // packages by the control link).
+        let mut trusted = self.settings.trusted_keys.clone();
+        if let Ok(approved) =
+            std::fs::read_to_string(self.settings.dir.join(crate::control::TRUSTED_KEYS_FILE))
+        {
+            trusted.extend(
+                approved
+                    .lines()
+                    .map(|l| l.trim().to_owned())
+                    .filter(|l| l.len() == 64),
+            );
+        }
+        let verified = package::open(&bytes, &trusted).map_err(|e| e.to_string())?;
         let code = self
             .runtime
             .load(&verified.wasm)
