@@ -11,10 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 use sqlx::Row;
-use tracing::warn;
 
-use crate::api::{AppState, LIST_ROWS_MAX};
-use crate::auth::{self, Principal};
+use crate::api::{Answer, ApiError, AppState, LIST_ROWS_MAX, authenticate, rfc3339};
 
 /// The OpenAPI 3.1 description of every endpoint, served as is.
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
@@ -35,44 +33,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// A refusal, in the shape `api.rs` answers with.
-#[derive(Debug)]
-struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl Refusal {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<sqlx::Error> for Refusal {
-    fn from(error: sqlx::Error) -> Self {
-        warn!(%error, "a database request failed");
-        Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database",
-            "the database could not answer; try again shortly",
-        )
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let body = json!({ "error": self.code, "message": self.message });
-        (self.status, axum::Json(body)).into_response()
-    }
-}
-
-type Answer = Result<Response, Refusal>;
-
 async fn openapi() -> Response {
     (
         [
@@ -85,54 +45,6 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-/// The person behind a request, as `api.rs` finds them: an API key
-/// (`Authorization: Bearer mskey_…`) or the admin session cookie.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, Refusal> {
-    let unauthorised = || {
-        Refusal::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorised",
-            "sign in, or send an API key as Authorization: Bearer mskey_…",
-        )
-    };
-    let user = if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let key = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(unauthorised)?;
-        auth::user_of_api_key(&state.db, key.trim()).await?
-    } else {
-        let cookie = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(key, _)| *key == auth::COOKIE)
-            .map(|(_, value)| value.to_owned());
-        match cookie {
-            Some(value) => auth::user_of_cookie(&state.db, &value).await?,
-            None => None,
-        }
-    };
-    let user = user.ok_or_else(unauthorised)?;
-    auth::principal(&state.db, &user)
-        .await?
-        .ok_or_else(unauthorised)
-}
-
-fn rfc3339(ms: Option<i64>) -> Value {
-    ms.and_then(|ms| {
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-    })
-    .and_then(|t| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .ok()
-    })
-    .map_or(Value::Null, Value::String)
-}
-
 /// Who holds which role in a course: its administrators and teachers may see this (it lists
 /// names and emails, so students may not).
 async fn list_members(
@@ -142,7 +54,7 @@ async fn list_members(
 ) -> Answer {
     let principal = authenticate(&state, &headers).await?;
     let not_found = || {
-        Refusal::new(
+        ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             "there is no such course",
@@ -161,7 +73,7 @@ async fn list_members(
         return Err(not_found());
     }
     if !principal.schedules(&course) {
-        return Err(Refusal::new(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             "only an administrator or a teacher of the course may see who is in it",
@@ -212,9 +124,9 @@ async fn list_api_keys(State(state): State<AppState>, headers: HeaderMap) -> Ans
             Ok(json!({
                 "id": r.try_get::<String, _>("id")?,
                 "name": r.try_get::<String, _>("name")?,
-                "created_at": rfc3339(Some(r.try_get::<i64, _>("created_at")?)),
-                "last_used_at": rfc3339(r.try_get::<Option<i64>, _>("last_used_at")?),
-                "revoked_at": rfc3339(r.try_get::<Option<i64>, _>("revoked_at")?),
+                "created_at": rfc3339(r.try_get::<i64, _>("created_at")?),
+                "last_used_at": r.try_get::<Option<i64>, _>("last_used_at")?.map_or(Value::Null, rfc3339),
+                "revoked_at": r.try_get::<Option<i64>, _>("revoked_at")?.map_or(Value::Null, rfc3339),
                 "owner": {
                     "id": r.try_get::<String, _>("owner_id")?,
                     "name": r.try_get::<String, _>("owner_name")?,

@@ -698,36 +698,21 @@ async fn register_edge(State(state): State<AppState>, headers: HeaderMap, body: 
     let principal = authenticate(&state, &headers).await?;
     require_admin(&principal)?;
     let request: NewEdge = json_body(&headers, &body)?;
-    if request.id.len() != 64 || !request.id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::bad(
-            "bad_field",
-            "id is the edge's node id: 64 hex digits (multistream-node id)",
-        ));
-    }
-    let name = text("name", &request.name)?;
-    let peer_addr: SocketAddr = request
-        .peer_addr
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::bad("bad_field", "peer_addr is an ip:port"))?;
-    let public_url = text("public_url", &request.public_url)?;
-    if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
-        return Err(ApiError::bad("bad_field", "public_url is an http(s) URL"));
-    }
-    if !(1..=crate::EDGE_CAPACITY_MAX).contains(&request.capacity) {
-        return Err(ApiError::bad(
-            "bad_field",
-            format!("capacity is between 1 and {}", crate::EDGE_CAPACITY_MAX),
-        ));
-    }
+    let edge = EdgeFields::check(
+        &request.id,
+        &request.name,
+        &request.peer_addr,
+        &request.public_url,
+        request.capacity,
+    )?;
     let inserted = sqlx::query(
         "INSERT INTO edges (id, name, peer_addr, public_url, capacity, status, enrolled_at) VALUES ($1, $2, $3, $4, $5, 'active', $6)",
     )
-    .bind(request.id.to_lowercase())
-    .bind(&name)
-    .bind(peer_addr.to_string())
-    .bind(&public_url)
-    .bind(request.capacity)
+    .bind(&edge.id)
+    .bind(&edge.name)
+    .bind(edge.peer_addr.to_string())
+    .bind(&edge.public_url)
+    .bind(edge.capacity)
     .bind(now_ms())
     .execute(&state.db.pool)
     .await;
@@ -738,7 +723,55 @@ async fn register_edge(State(state): State<AppState>, headers: HeaderMap, body: 
             "that edge is already registered",
         )?);
     }
-    created(json!({ "id": request.id.to_lowercase(), "name": name, "status": "active" }))
+    created(json!({ "id": edge.id, "name": edge.name, "status": "active" }))
+}
+
+/// An edge's id, name, addresses and capacity, checked (by registration and enrolment alike).
+pub(crate) struct EdgeFields {
+    pub id: String,
+    pub name: String,
+    pub peer_addr: SocketAddr,
+    pub public_url: String,
+    pub capacity: i64,
+}
+
+impl EdgeFields {
+    pub(crate) fn check(
+        id: &str,
+        name: &str,
+        peer_addr: &str,
+        public_url: &str,
+        capacity: i64,
+    ) -> Result<EdgeFields, ApiError> {
+        let id = id.trim().to_lowercase();
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::bad(
+                "bad_field",
+                "id is the edge's node id: 64 hex digits (multistream-node id)",
+            ));
+        }
+        let peer_addr = peer_addr
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::bad("bad_field", "peer_addr is an ip:port"))?;
+        let public_url = text("public_url", public_url)?;
+        if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
+            return Err(ApiError::bad("bad_field", "public_url is an http(s) URL"));
+        }
+        if !(1..=crate::EDGE_CAPACITY_MAX).contains(&capacity) {
+            return Err(ApiError::bad(
+                "bad_field",
+                format!("capacity is between 1 and {}", crate::EDGE_CAPACITY_MAX),
+            ));
+        }
+        Ok(EdgeFields {
+            id,
+            name: text("name", name)?,
+            peer_addr,
+            public_url,
+            capacity,
+        })
+    }
 }
 
 pub(crate) fn edge_view(row: &AnyRow) -> Result<Value, sqlx::Error> {

@@ -22,7 +22,7 @@ use sqlx::Row;
 use tracing::info;
 
 use crate::api::{
-    Answer, ApiError, AppState, authenticate, created, json_body, ok, require_admin, rfc3339, text,
+    Answer, ApiError, AppState, authenticate, created, json_body, ok, require_admin, rfc3339,
 };
 use crate::db::{now_ms, random_hex, sha256_hex};
 
@@ -125,29 +125,20 @@ async fn peers_of(state: &AppState, edge: &str) -> Result<Vec<Value>, sqlx::Erro
 
 async fn enrol(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Answer {
     let request: Enrolment = json_body(&headers, &body)?;
-    let node_id = request.node_id.trim().to_lowercase();
-    if node_id.len() != 64 || !node_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::bad(
-            "bad_field",
-            "node_id is the node's id: 64 hex digits",
-        ));
-    }
-    let name = text("name", &request.name)?;
-    let peer_addr: std::net::SocketAddr = request
-        .peer_addr
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::bad("bad_field", "peer_addr is an ip:port"))?;
-    let public_url = text("public_url", &request.public_url)?;
-    if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
-        return Err(ApiError::bad("bad_field", "public_url is an http(s) URL"));
-    }
-    if !(1..=crate::EDGE_CAPACITY_MAX).contains(&request.capacity) {
-        return Err(ApiError::bad(
-            "bad_field",
-            format!("capacity is between 1 and {}", crate::EDGE_CAPACITY_MAX),
-        ));
-    }
+    let edge = crate::api::EdgeFields::check(
+        &request.node_id,
+        &request.name,
+        &request.peer_addr,
+        &request.public_url,
+        request.capacity,
+    )?;
+    let (node_id, name, peer_addr, public_url, capacity) = (
+        edge.id,
+        edge.name,
+        edge.peer_addr,
+        edge.public_url,
+        edge.capacity,
+    );
     let version: String = request.version.chars().take(64).collect();
     let now = now_ms();
     // Consumed here, atomically: a second use of the code, or an expired one, changes nothing.
@@ -179,7 +170,7 @@ async fn enrol(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         .bind(&name)
         .bind(peer_addr.to_string())
         .bind(&public_url)
-        .bind(request.capacity)
+        .bind(capacity)
         .bind(&version)
         .bind(sha256_hex(&secret))
         .bind(now)
@@ -195,7 +186,7 @@ async fn enrol(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         .bind(&name)
         .bind(peer_addr.to_string())
         .bind(&public_url)
-        .bind(request.capacity)
+        .bind(capacity)
         .bind(&version)
         .bind(sha256_hex(&secret))
         .bind(now)
