@@ -618,13 +618,17 @@ async function loadSessions() {
   const rows = state.sessions.map((session) => {
     const scheduled = session.status === 'scheduled';
     const title = `“${session.title}”`;
+    const join = ['scheduled', 'live'].includes(session.status)
+      ? [actionButton('Teacher link', title, () => teacherLink(session))]
+      : [];
     const actions = scheduled
       ? [
           actionButton('Edit', title, () => editSession(session)),
           actionButton('Start', title, () => sessionAction(session, 'start', 'Started')),
+          ...join,
           actionButton('Cancel', title, () => sessionAction(session, 'cancel', 'Cancelled'), 'small danger'),
         ]
-      : [];
+      : join;
     const sameDay = new Date(session.starts_at).toDateString() === new Date(session.ends_at).toDateString();
     return el(
       'tr',
@@ -646,6 +650,27 @@ $('session-filter').addEventListener('change', () => {
   listError('session-list-error', null);
   loadSessions();
 });
+
+/** Issues the session's teacher a join token and shows the link that opens the class on its
+ * home edge (signed by the control plane; the edge checks it without asking back). */
+async function teacherLink(session) {
+  listError('session-list-error', null);
+  const holder = $('session-link');
+  try {
+    const join = await api('POST', `/api/v1/sessions/${encodeURIComponent(session.id)}/join-token`, {
+      user_id: session.teacher_id,
+    });
+    const teacher = state.users.find((u) => u.id === session.teacher_id)?.name ?? 'the teacher';
+    holder.replaceChildren(
+      `Join link for ${teacher} (good until ${new Date(join.expires_at).toLocaleString()}; give it only to them): `,
+      el('a', { href: join.link, target: '_blank', rel: 'noopener', id: 'teacher-link', text: `Open “${session.title}” on ${join.edge.name}` }),
+    );
+    holder.hidden = false;
+    announce(`A join link for ${teacher} is ready.`);
+  } catch (error) {
+    listError('session-list-error', error);
+  }
+}
 
 async function sessionAction(session, action, done) {
   listError('session-list-error', null);

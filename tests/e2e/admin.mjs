@@ -6,11 +6,13 @@
 // only too), a teacher with a password, adds the teacher to the course, is refused an edge with
 // a bad id and registers one, schedules a session in the form (local times sent as RFC 3339),
 // sees it listed, is refused a session that ends before it starts (the API's message on the
-// page, the end field marked), edits the session's title and room, makes and revokes an API key,
-// drains the edge; a phone-sized page shows the sessions without scrolling sideways; signing out
+// page, the end field marked), edits the session's title and room, opens the teacher's join link
+// on the edge (a real node that trusts the control plane's key) and lands in the class as its
+// teacher, makes and revokes an API key, drains the edge; a phone-sized page shows the sessions without scrolling sideways; signing out
 // ends the cookie. No page may throw or break its Content-Security-Policy.
 //
-//   CONTROL_URL=http://127.0.0.1:PORT ADMIN_EMAIL=… ADMIN_PASSWORD=… node tests/e2e/admin.mjs
+//   CONTROL_URL=http://127.0.0.1:PORT ADMIN_EMAIL=… ADMIN_PASSWORD=… \
+//   EDGE_ID=<the edge's node id> EDGE_URL=http://127.0.0.1:PORT node tests/e2e/admin.mjs
 //   (CHROMIUM=/path/to/chromium to override)
 //
 // Every wait polls for a condition with a bound; nothing sleeps and hopes. Prints one line per
@@ -35,13 +37,15 @@ const DESKTOP_VIEWPORT = { width: 1280, height: 900 };
 
 const COURSE = { code: 'PHY-101', title: 'Physics' };
 const TEACHER = { name: 'Grace Hopper', email: 'grace@school.example', password: 'teacher passphrase 1' };
-const EDGE = { id: 'a1'.repeat(32), name: 'Central', peer: '127.0.0.1:7000', url: 'http://127.0.0.1:8080', capacity: '200' };
+/** A real edge that trusts the control plane's key (EDGE_ID, EDGE_URL): the teacher's link is
+ * opened on it. */
+const EDGE = { id: process.env.EDGE_ID ?? '', name: 'Central', peer: '127.0.0.1:7000', url: process.env.EDGE_URL ?? '', capacity: '200' };
 
 const pages = []; // {label, page, problems: string[]}
 let browser = null;
 
 function environment() {
-  const missing = ['CONTROL_URL', 'ADMIN_EMAIL', 'ADMIN_PASSWORD'].filter((name) => !process.env[name]);
+  const missing = ['CONTROL_URL', 'ADMIN_EMAIL', 'ADMIN_PASSWORD', 'EDGE_ID', 'EDGE_URL'].filter((name) => !process.env[name]);
   if (missing.length) throw new Failure(`missing environment: ${missing.join(', ')} (see the header of tests/e2e/admin.mjs)`);
   return {
     baseUrl: process.env.CONTROL_URL.replace(/\/+$/, ''),
@@ -277,6 +281,18 @@ async function run() {
   const edited = await texts(page, '#session-table tbody tr');
   if (edited.length !== 1 || !edited[0].includes('Lab 2')) throw new Failure('the edit is not listed', edited);
   ok('the session\'s title and room are edited');
+
+  // ---- The teacher's join link opens the class on its edge ----
+  await page.getByRole('button', { name: 'Teacher link “Waves and sound”' }).click();
+  await page.locator('#teacher-link').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+  await waitForStatus(page, `A join link for ${TEACHER.name} is ready.`);
+  const href = await page.locator('#teacher-link').getAttribute('href');
+  if (!href?.startsWith(`${EDGE.url}/s/`) || !href.includes('#token=')) throw new Failure('the join link does not lead to the edge', href);
+  const classroom = await context.newPage();
+  await classroom.goto(href);
+  await classroom.locator('#start-camera').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+  await classroom.close();
+  ok('the teacher\'s join link opens the class on its edge, as its teacher');
 
   // ---- An API key, shown once, then revoked ----
   await navigate(page, 'API keys', 'keys');

@@ -524,15 +524,25 @@ async fn an_admin_schedules_a_session_in_chromium() {
     let control = Control::start("control-ui-browser", Backend::Sqlite)
         .await
         .expect("the control plane starts");
+    // A real edge that trusts the control plane's tokens, for the teacher's link.
+    let edge = multistream_tests::node_process::NodeProcess::start_with(
+        "control-ui-edge",
+        &["--trust-issuer", &control.issuer_public],
+    )
+    .expect("the edge starts");
+    let edge_id = multistream_tests::node_process::node_id(&edge.data_dir).expect("its id");
     run_script(
         "admin.mjs",
         vec![
             ("CONTROL_URL", format!("http://{}", control.addr)),
             ("ADMIN_EMAIL", ADMIN_EMAIL.to_owned()),
             ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+            ("EDGE_ID", edge_id),
+            ("EDGE_URL", edge.base_url.clone()),
         ],
     )
     .await;
+    assert!(edge.stop(), "the edge exits cleanly");
 
     // What the page did is in the database.
     let admin = control
