@@ -32,6 +32,9 @@ pub const TOKEN_CLIENTS: usize = 50;
 /// [`TOKEN_CLIENTS`] have a password and an API key of their own.
 pub const STUDENTS_ENROLLED: usize = 1_000;
 
+/// Sessions one run schedules at most: with one client, a lesson an hour, that is 11 years.
+pub const SESSIONS_MAX: usize = 100_000;
+
 /// Setup requests in flight at once: setup is not measured, only kept short.
 const SETUP_AT_ONCE: usize = 16;
 
@@ -206,7 +209,10 @@ async fn scheduling(addr: SocketAddr, clients: usize, sessions: usize) -> Result
                     addr,
                     "/api/v1/users",
                     &admin,
-                    &json!({ "email": format!("teacher{k}@bench.example"), "name": format!("Teacher {k}") }),
+                    &json!({
+                        "email": format!("teacher{k}@bench.example"),
+                        "name": format!("Teacher {k}"),
+                    }),
                 )
                 .await?,
             )?;
@@ -238,9 +244,8 @@ async fn scheduling(addr: SocketAddr, clients: usize, sessions: usize) -> Result
         let count = sessions / clients + usize::from(k < sessions % clients);
         async move {
             let mut latency = Vec::with_capacity(count);
+            let mut starts_at = first;
             for lesson in 0..count {
-                let starts_at =
-                    first + i64::try_from(lesson).unwrap_or(i64::MAX / 2) * LESSON_SPACING_MS;
                 let body = json!({
                     "course_id": course,
                     "title": format!("Lesson {lesson}"),
@@ -254,6 +259,7 @@ async fn scheduling(addr: SocketAddr, clients: usize, sessions: usize) -> Result
                 let response = call(addr, "POST", "/api/v1/sessions", &admin, Some(&body)).await?;
                 latency.push(micros(started.elapsed()));
                 expect(&response, 201, "POST /api/v1/sessions")?;
+                starts_at += LESSON_SPACING_MS;
             }
             Ok(latency)
         }

@@ -7,14 +7,15 @@
 //!   (students with their own API keys, then an administrator's key asking for 1,000 students in
 //!   turn), with requests per second and p50/p99/max latency.
 //!
-//! Usage: `controlbench [--sessions 2000] [--tokens 200 | --seconds S] [--backends sqlite,postgres]`
-//! (`--tokens` is per client). PostgreSQL needs `MULTISTREAM_TEST_POSTGRES`: the URL of a role that
-//! may create databases; without it, asking for PostgreSQL fails. Prints Markdown tables.
+//! Usage:
+//! `controlbench [--sessions 2000] [--tokens 200 | --seconds S] [--backends sqlite,postgres]`
+//! (`--tokens` is per client). PostgreSQL needs `MULTISTREAM_TEST_POSTGRES`: the URL of a role
+//! that may create databases; without it, asking for PostgreSQL fails. Prints Markdown tables.
 
 use multistream_tests::control::Backend;
 use multistream_tests::control_bench::{
-    SCHEDULING_CLIENTS, SchedulingRow, TOKEN_CLIENTS, TokenLoad, TokenRow, check_backends,
-    measure_scheduling, measure_tokens,
+    SCHEDULING_CLIENTS, SESSIONS_MAX, SchedulingRow, TOKEN_CLIENTS, TokenLoad, TokenRow,
+    check_backends, measure_scheduling, measure_tokens,
 };
 
 fn main() -> std::process::ExitCode {
@@ -26,10 +27,10 @@ fn main() -> std::process::ExitCode {
         let value = args.next().unwrap_or_default();
         match arg.as_str() {
             "--sessions" => match value.parse() {
-                Ok(n) if n > 0 => sessions = n,
+                Ok(n) if (1..=SESSIONS_MAX).contains(&n) => sessions = n,
                 _ => {
                     return usage(&format!(
-                        "--sessions wants a positive number, not {value:?}"
+                        "--sessions wants a number from 1 to {SESSIONS_MAX}, not {value:?}"
                     ));
                 }
             },
