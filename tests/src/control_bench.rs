@@ -249,8 +249,8 @@ async fn scheduling(addr: SocketAddr, clients: usize, sessions: usize) -> Result
                 let body = json!({
                     "course_id": course,
                     "title": format!("Lesson {lesson}"),
-                    "starts_at": rfc3339(starts_at),
-                    "ends_at": rfc3339(starts_at + LESSON_MS),
+                    "starts_at": crate::control::rfc3339_utc(starts_at),
+                    "ends_at": crate::control::rfc3339_utc(starts_at + LESSON_MS),
                     "teacher_id": teacher,
                     "home_edge_id": edge,
                     "capacity": SESSION_CAPACITY,
@@ -312,8 +312,8 @@ async fn tokens(
             &json!({
                 "course_id": course,
                 "title": "The lecture",
-                "starts_at": rfc3339(starts_at),
-                "ends_at": rfc3339(starts_at + LESSON_MS),
+                "starts_at": crate::control::rfc3339_utc(starts_at),
+                "ends_at": crate::control::rfc3339_utc(starts_at + LESSON_MS),
                 "teacher_id": teacher,
                 "home_edge_id": edge,
                 "capacity": SESSION_CAPACITY,
@@ -582,30 +582,4 @@ fn tomorrow_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
     (now_ms.div_euclid(DAY_MS) + 2) * DAY_MS
-}
-
-/// RFC 3339 in UTC, as the API reads it.
-fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }

@@ -1,38 +1,16 @@
-//! The control plane's API over a real database, SQLite and PostgreSQL alike: migrations, signing
-//! in (and its rate limit), people, courses and roles, edges, and the scheduling rules; and who
-//! may do what (the authorisation matrix). Each backend runs the same scenario.
+//! The control plane over a real database, SQLite and PostgreSQL alike: migrations, signing in
+//! (and its rate limit), people, courses and roles, edges, the scheduling rules, join tokens, and
+//! who may do what (the authorisation matrix); each backend runs the same scenario. Then with
+//! real edge processes: an edge admits the control plane's tokens offline; two edges enrol and a
+//! class across them goes on when the control plane stops; a plugin rolled out reaches an edge.
 
-use multistream_tests::control::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, Control, json};
+use multistream_tests::control::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Backend, Control, json, rfc3339_utc as at,
+};
 use serde_json::{Value, json};
 
 /// Milliseconds in an hour.
 const HOUR: i64 = 3_600_000;
-
-fn at(ms: i64) -> String {
-    // RFC 3339 in UTC, as the API reads it.
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
 
 fn code(response: &multistream_tests::http::Response) -> String {
     let body = json(response);
