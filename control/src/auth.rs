@@ -20,6 +20,9 @@ pub const COOKIE: &str = "ms_admin";
 /// How long an admin stays signed in.
 pub const ADMIN_SESSION_MS: i64 = 12 * 3600 * 1000;
 
+/// How finely a key's last use is kept: a key used again within this is not written again.
+pub const API_KEY_USE_RESOLUTION_MS: i64 = 60_000;
+
 /// API keys start with this, so a leaked one is recognisable in a scan.
 pub const API_KEY_PREFIX: &str = "mskey_";
 
@@ -192,11 +195,16 @@ pub async fn user_of_api_key(db: &Db, key: &str) -> Result<Option<String>, sqlx:
         return Ok(None);
     };
     let id: String = row.try_get("id")?;
-    sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
-        .bind(now_ms())
-        .bind(&id)
-        .execute(&db.pool)
-        .await?;
+    // Noted at most once a minute per key: a script's every request need not be a write.
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+    )
+    .bind(now)
+    .bind(&id)
+    .bind(now - API_KEY_USE_RESOLUTION_MS)
+    .execute(&db.pool)
+    .await?;
     Ok(Some(row.try_get("user_id")?))
 }
 
