@@ -286,9 +286,22 @@ impl NodeProcess {
         std::thread::spawn(move || {
             let _ = done_tx.send(child.wait().map(|s| s.success()).unwrap_or(false));
         });
-        done.recv_timeout(Duration::from_secs(10)).unwrap_or(false)
+        let clean = done.recv_timeout(STOP_DEADLINE).unwrap_or(false);
+        if !clean {
+            // What the node said last is the way to find out why.
+            eprintln!(
+                "the node in {} did not stop cleanly within {STOP_DEADLINE:?}; its last lines:\n{}",
+                self.data_dir.display(),
+                self.recent_logs().join("\n")
+            );
+        }
+        clean
     }
 }
+
+/// How long a node may take to stop after SIGTERM. It finishes the durable write it is in, which
+/// on a disk shared with many test nodes can take seconds.
+const STOP_DEADLINE: Duration = Duration::from_secs(20);
 
 impl Drop for NodeProcess {
     fn drop(&mut self) {
