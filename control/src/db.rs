@@ -149,9 +149,10 @@ pub fn random_hex(bytes: usize) -> String {
     buffer.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// SHA-256 of `text`, hex: how secrets (API keys, cookies, enrolment codes) are stored.
-pub fn sha256_hex(text: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+/// SHA-256 of `bytes`, hex: how secrets (API keys, cookies, enrolment codes) are stored, and
+/// how plugin components are named.
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes.as_ref());
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 

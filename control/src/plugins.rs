@@ -100,7 +100,7 @@ async fn upload(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         ));
     }
     let id = new_id();
-    let sha256 = sha256_hex_bytes(&verified.wasm);
+    let sha256 = sha256_hex(&verified.wasm);
     let inserted = sqlx::query(
         "INSERT INTO plugin_packages (id, name, version, sha256, manifest, package, uploaded_by, uploaded_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -127,11 +127,6 @@ async fn upload(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         "id": id, "name": verified.name, "version": verified.version, "sha256": sha256,
         "signer": signer, "manifest": manifest, "approved": false, "rolled_out": false,
     }))
-}
-
-fn sha256_hex_bytes(bytes: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Answer {

@@ -406,8 +406,7 @@ async fn install_plugins(
                 continue;
             }
         };
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &verified.wasm);
-        let sha256: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = crate::assets::sha256_hex(&verified.wasm);
         if verified.name != plugin.name
             || verified.version != plugin.version
             || sha256 != plugin.sha256
