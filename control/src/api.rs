@@ -49,6 +49,8 @@ pub struct AppState {
     pub issuer: Arc<crate::issuer::ControlIssuer>,
     /// How often edges check in, in seconds.
     pub heartbeat_secs: u64,
+    /// Served over HTTPS: the admin cookie is marked `Secure`.
+    pub secure_cookies: bool,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -329,9 +331,10 @@ async fn sign_in(
         .ok_or_else(|| ApiError::not_found("user"))?;
     let mut response = axum::Json(principal_view(&principal)).into_response();
     let cookie = format!(
-        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
         auth::COOKIE,
-        auth::ADMIN_SESSION_MS / 1000
+        auth::ADMIN_SESSION_MS / 1000,
+        if state.secure_cookies { "; Secure" } else { "" }
     );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -355,8 +358,9 @@ async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Answer {
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     let clear = format!(
-        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
-        auth::COOKIE
+        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        auth::COOKIE,
+        if state.secure_cookies { "; Secure" } else { "" }
     );
     if let Ok(value) = HeaderValue::from_str(&clear) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -774,7 +778,22 @@ impl EdgeFields {
     }
 }
 
-pub(crate) fn edge_view(row: &AnyRow) -> Result<Value, sqlx::Error> {
+/// An edge that has not checked in for this many heartbeat intervals is shown as stale.
+pub const STALE_AFTER_HEARTBEATS: i64 = 3;
+
+/// How an edge is doing, from when it last checked in: `healthy`, `stale` or `never_seen`.
+pub fn edge_health(last_seen_at: Option<i64>, now: i64, heartbeat_secs: u64) -> &'static str {
+    let stale_ms =
+        STALE_AFTER_HEARTBEATS * i64::try_from(heartbeat_secs).unwrap_or(i64::MAX / 4_000) * 1000;
+    match last_seen_at {
+        None => "never_seen",
+        Some(seen) if now.saturating_sub(seen) <= stale_ms => "healthy",
+        Some(_) => "stale",
+    }
+}
+
+pub(crate) fn edge_view(row: &AnyRow, now: i64, heartbeat_secs: u64) -> Result<Value, sqlx::Error> {
+    let last_seen_at = row.try_get::<Option<i64>, _>("last_seen_at")?;
     Ok(json!({
         "id": row.try_get::<String, _>("id")?,
         "name": row.try_get::<String, _>("name")?,
@@ -785,7 +804,9 @@ pub(crate) fn edge_view(row: &AnyRow) -> Result<Value, sqlx::Error> {
         "version": row.try_get::<String, _>("version")?,
         "load": row.try_get::<i64, _>("load")?,
         "sessions": row.try_get::<i64, _>("sessions")?,
-        "last_seen_at": row.try_get::<Option<i64>, _>("last_seen_at")?.map_or(Value::Null, rfc3339),
+        "last_seen_at": last_seen_at.map_or(Value::Null, rfc3339),
+        "health": edge_health(last_seen_at, now, heartbeat_secs),
+        "restart_needed": row.try_get::<i64, _>("restart_needed")? != 0,
     }))
 }
 
@@ -796,7 +817,11 @@ async fn list_edges(State(state): State<AppState>, headers: HeaderMap) -> Answer
         .bind(LIST_ROWS_MAX)
         .fetch_all(&state.db.pool)
         .await?;
-    let edges: Result<Vec<Value>, sqlx::Error> = rows.iter().map(edge_view).collect();
+    let now = now_ms();
+    let edges: Result<Vec<Value>, sqlx::Error> = rows
+        .iter()
+        .map(|row| edge_view(row, now, state.heartbeat_secs))
+        .collect();
     ok(json!({ "edges": edges? }))
 }
 
@@ -1460,4 +1485,21 @@ async fn join_token(
         "edge": { "id": session.home_edge_id, "name": edge.try_get::<String, _>("name")?, "url": edge_url },
         "expires_at": rfc3339(session.ends_at + TOKEN_GRACE_MS),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edge_is_stale_after_three_missed_check_ins() {
+        let now = 1_000_000;
+        assert_eq!(edge_health(None, now, 10), "never_seen");
+        assert_eq!(edge_health(Some(now), now, 10), "healthy");
+        assert_eq!(edge_health(Some(now - 30_000), now, 10), "healthy");
+        assert_eq!(edge_health(Some(now - 30_001), now, 10), "stale");
+        // A clock that moved back does not make an edge stale.
+        assert_eq!(edge_health(Some(now + 5_000), now, 10), "healthy");
+        assert_eq!(edge_health(Some(0), now, u64::MAX), "healthy");
+    }
 }

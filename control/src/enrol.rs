@@ -218,6 +218,16 @@ struct Heartbeat {
     /// Sessions with someone connected on the edge now.
     #[serde(default)]
     sessions: i64,
+    /// The edges listed differ from the ones it runs with: it links with them after a restart.
+    #[serde(default)]
+    restart_needed: bool,
+    /// Its name and addresses now (a restarted edge may have new ones); all three or none.
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    public_url: Option<String>,
+    #[serde(default)]
+    peer_addr: Option<String>,
 }
 
 async fn heartbeat(
@@ -244,14 +254,27 @@ async fn heartbeat(
             )
         })?;
     let request: Heartbeat = json_body(&headers, &body)?;
+    if let (Some(name), Some(public_url), Some(peer_addr)) =
+        (&request.name, &request.public_url, &request.peer_addr)
+    {
+        let moved = crate::api::EdgeFields::check(&id, name, peer_addr, public_url, 1)?;
+        sqlx::query("UPDATE edges SET name = $1, public_url = $2, peer_addr = $3 WHERE id = $4")
+            .bind(&moved.name)
+            .bind(&moved.public_url)
+            .bind(moved.peer_addr.to_string())
+            .bind(&id)
+            .execute(&state.db.pool)
+            .await?;
+    }
     let now = now_ms();
     sqlx::query(
-        "UPDATE edges SET version = $1, load = $2, sessions = $3, last_seen_at = $4 WHERE id = $5",
+        "UPDATE edges SET version = $1, load = $2, sessions = $3, last_seen_at = $4, restart_needed = $5 WHERE id = $6",
     )
     .bind(request.version.chars().take(64).collect::<String>())
     .bind(request.load.clamp(0, i64::from(u32::MAX)))
     .bind(request.sessions.clamp(0, i64::from(u32::MAX)))
     .bind(now)
+    .bind(i64::from(request.restart_needed))
     .bind(&id)
     .execute(&state.db.pool)
     .await?;

@@ -14,6 +14,7 @@ pub mod enrol;
 pub mod issuer;
 pub mod plugins;
 pub mod schedule;
+pub mod tls;
 pub mod web;
 
 use crate::db::{Db, new_id, now_ms};
@@ -30,6 +31,8 @@ pub struct Settings {
     pub issuer: Arc<issuer::ControlIssuer>,
     /// How often edges are told to check in, in seconds.
     pub heartbeat_secs: u64,
+    /// Serve HTTPS with this certificate; plain HTTP without (loopback only, by the CLI's rule).
+    pub tls: Option<tls::TlsPem>,
 }
 
 impl Settings {
@@ -41,11 +44,16 @@ impl Settings {
             early_start_ms: schedule::EARLY_START_MARGIN_MS,
             issuer: Arc::new(issuer::ControlIssuer::load_or_create(data_dir)?),
             heartbeat_secs: enrol::HEARTBEAT_SECS,
+            tls: None,
         })
     }
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// How long requests in flight may take to finish once `shutdown` completes.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the API on `listener` (over TLS when `settings.tls` is set) until `shutdown`
+/// completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     db: Db,
@@ -59,6 +67,7 @@ pub async fn serve(
         issuer: settings.issuer,
         heartbeat_secs: settings.heartbeat_secs,
         booking: Arc::default(),
+        secure_cookies: settings.tls.is_some(),
     };
     let app = api::router(state.clone())
         .merge(enrol::router(state.clone()))
@@ -66,8 +75,28 @@ pub async fn serve(
         .merge(admin_api::router(state))
         .merge(web::router())
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let Some(tls) = settings.tls else {
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+    };
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(tls.cert, tls.key)
+        .await
+        .map_err(|error| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("the TLS certificate or key is not valid PEM: {error}"),
+            )
+        })?;
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopping.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, config)?
+        .handle(handle)
+        .serve(app)
         .await
 }
 

@@ -1,6 +1,7 @@
 //! `multistream-control`: the control plane's command line.
 //!
-//! - `run`: serves the API (and, later, the admin UI) over a database, migrating it on start.
+//! - `run`: serves the API and the admin UI over a database, migrating it on start; over HTTPS
+//!   on any address but loopback.
 //! - `create-admin`: makes the first administrator (the password comes from the environment or
 //!   standard input, never from the command line, where other users could see it).
 
@@ -35,6 +36,8 @@ enum Command {
         /// How early a teacher may start a class, in minutes.
         #[arg(long, default_value_t = 15)]
         early_start_minutes: i64,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Prints the public key join tokens are signed with (making the key if missing): give it
     /// to every edge as `--trust-issuer`.
@@ -54,6 +57,50 @@ enum Command {
         #[arg(long)]
         name: String,
     },
+}
+
+/// HTTPS. On a loopback address the API is plain HTTP unless a certificate is given or
+/// `--self-signed-tls` is; on any other address it is HTTPS: the certificate given, or one made
+/// and kept in the data directory (edges trust it with `--control-ca`).
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// The certificate chain, PEM (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key, PEM (with --tls-cert).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate even on a loopback address.
+    #[arg(long, conflicts_with_all = ["tls_cert", "no_tls"])]
+    self_signed_tls: bool,
+    /// Names (host names or IP addresses) the self-signed certificate is made for, besides
+    /// localhost and the listening address; repeatable.
+    #[arg(long = "public-host")]
+    public_hosts: Vec<String>,
+    /// Plain HTTP on any address: only behind a reverse proxy that terminates TLS, since edges
+    /// send their secrets and admins their passwords.
+    #[arg(long, conflicts_with = "tls_cert")]
+    no_tls: bool,
+}
+
+impl TlsArgs {
+    fn material(
+        &self,
+        listen: SocketAddr,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<Option<multistream_control::tls::TlsPem>> {
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            return multistream_control::tls::load(cert, key).map(Some);
+        }
+        if self.no_tls || (listen.ip().is_loopback() && !self.self_signed_tls) {
+            return Ok(None);
+        }
+        let mut names = self.public_hosts.clone();
+        if !listen.ip().is_unspecified() {
+            names.push(listen.ip().to_string());
+        }
+        multistream_control::tls::self_signed(data_dir, &names).map(Some)
+    }
 }
 
 #[derive(clap::Args)]
@@ -113,20 +160,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
             listen,
             database,
             early_start_minutes,
+            tls,
         } => {
             let db = database.open().await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|error| anyhow::anyhow!("cannot listen on {listen}: {error}"))?;
             let address = listener.local_addr()?;
-            tracing::info!(%address, "control plane listening");
-            println!("control plane: http://{address}/");
-            let shutdown = async {
-                let _ = tokio::signal::ctrl_c().await;
-            };
             let settings = Settings {
                 early_start_ms: early_start_minutes.clamp(0, 24 * 60) * 60_000,
                 ..Settings::in_data_dir(&database.data_dir)?
+            };
+            let tls = tls.material(address, &database.data_dir)?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!(%address, scheme, "control plane listening");
+            println!("control plane: {scheme}://{address}/admin");
+            if let Some(path) = tls.as_ref().and_then(|t| t.self_signed.as_ref()) {
+                println!(
+                    "its certificate is self-signed: start edges with --control-ca {}",
+                    path.display()
+                );
+            }
+            let settings = Settings { tls, ..settings };
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
             };
             println!(
                 "join tokens are signed as {} (edges: --trust-issuer {})",

@@ -104,6 +104,32 @@ pub struct Schedule {
     /// When it was received, milliseconds since the Unix epoch.
     #[serde(default)]
     pub received_at_ms: i64,
+    /// The other edges of the cluster as the control plane lists them now.
+    #[serde(default)]
+    pub peers: Vec<ListedPeer>,
+}
+
+/// Whether the control plane's list of edges differs from the ones this edge runs with (`running`,
+/// node ids): the edges agree on each class's home edge from one membership list, so a change
+/// takes effect when the edge restarts.
+pub fn membership_changed(running: &[String], listed: &[ListedPeer], me: &str) -> bool {
+    let mut listed: Vec<&str> = listed
+        .iter()
+        .map(|p| p.id.as_str())
+        .filter(|id| *id != me)
+        .collect();
+    let mut running: Vec<&str> = running.iter().map(String::as_str).collect();
+    listed.sort_unstable();
+    listed.dedup();
+    running.sort_unstable();
+    running.dedup();
+    listed != running
+}
+
+/// Whether an edge with this status from the control plane (`active`, `draining`, `disabled`)
+/// should send newcomers to other edges. Its classes in progress go on either way.
+pub fn takes_no_newcomers(status: &str) -> bool {
+    matches!(status, "draining" | "disabled")
 }
 
 /// Figures for `/metrics`.
@@ -115,6 +141,8 @@ pub struct ControlCounters {
     pub last_ok_secs: AtomicU64,
     /// Rolled-out plugin packages fetched and kept.
     pub plugins_installed: AtomicU64,
+    /// 1 while the control plane lists other edges than the ones this edge runs with.
+    pub restart_needed: AtomicU64,
 }
 
 /// What the HTTP handlers see of the control plane.
@@ -150,11 +178,19 @@ impl ControlLink {
              multistream_control_sessions_scheduled {}\n\
              # HELP multistream_control_plugins_installed_total Rolled-out plugin packages fetched, checked and kept.\n\
              # TYPE multistream_control_plugins_installed_total counter\n\
-             multistream_control_plugins_installed_total {}\n",
+             multistream_control_plugins_installed_total {}\n\
+             # HELP multistream_control_takes_newcomers Whether the control plane lets this edge take new participants (0: an administrator drains or disabled it).\n\
+             # TYPE multistream_control_takes_newcomers gauge\n\
+             multistream_control_takes_newcomers {}\n\
+             # HELP multistream_control_restart_needed Whether the cluster's edges changed since this edge started (1: it links with them after a restart).\n\
+             # TYPE multistream_control_restart_needed gauge\n\
+             multistream_control_restart_needed {}\n",
             load(&self.counters.heartbeats_ok),
             load(&self.counters.heartbeats_failed),
             schedule.sessions.len(),
             load(&self.counters.plugins_installed),
+            u8::from(!takes_no_newcomers(&schedule.status)),
+            load(&self.counters.restart_needed),
         );
         if last > 0 {
             out.push_str(&format!(
@@ -266,10 +302,15 @@ pub fn cached_schedule(data_dir: &Path) -> Option<Schedule> {
 }
 
 /// Checks in every `heartbeat_seconds` until `shutdown`: reports the edge's figures (from
-/// `report`) and keeps the schedule it gets back, on disk and in `schedule`.
+/// `report`, and its addresses: `peer_addr` and the report's URL) and keeps the schedule it
+/// gets back, on disk and in `schedule`. `running` is the edges this one links with (node ids),
+/// to notice when the cluster's membership changed.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_heartbeat(
     settings: ControlSettings,
     enrolment: Enrolment,
+    running: Vec<String>,
+    peer_addr: String,
     data_dir: PathBuf,
     report: watch::Receiver<crate::placement::EdgeReport>,
     schedule: watch::Sender<Schedule>,
@@ -291,7 +332,12 @@ pub fn spawn_heartbeat(
             let body = serde_json::json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "load": figures.load,
-                "sessions": 0,
+                "sessions": figures.sessions,
+                "restart_needed": counters.restart_needed.load(Ordering::Relaxed) == 1,
+                // Where it is now: a restarted edge may have new ports.
+                "name": figures.name,
+                "public_url": figures.url,
+                "peer_addr": peer_addr,
             });
             let answer = request(&settings, "POST", &path, Some(&enrolment.secret), &body).await;
             let received = match answer {
@@ -310,6 +356,17 @@ pub fn spawn_heartbeat(
                         reachable = true;
                     }
                     counters.heartbeats_ok.fetch_add(1, Ordering::Relaxed);
+                    let changed = membership_changed(&running, &fresh.peers, &enrolment.edge_id);
+                    let was = counters
+                        .restart_needed
+                        .swap(u64::from(changed), Ordering::Relaxed);
+                    if changed && was == 0 {
+                        warn!(
+                            running = running.len(),
+                            listed = fresh.peers.len(),
+                            "the control plane lists other edges than this one runs with; restart this edge (when no class is on) to link with them"
+                        );
+                    }
                     counters
                         .last_ok_secs
                         .store(crate::token::unix_now_secs(), Ordering::Relaxed);
@@ -643,5 +700,31 @@ mod tests {
         assert!(
             parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err()
         );
+    }
+
+    #[test]
+    fn a_changed_membership_is_noticed_whatever_the_order() {
+        let listed = |ids: &[&str]| -> Vec<ListedPeer> {
+            ids.iter()
+                .map(|id| ListedPeer {
+                    id: (*id).into(),
+                    name: String::new(),
+                    peer_addr: String::new(),
+                    public_url: String::new(),
+                })
+                .collect()
+        };
+        let running = vec!["b".to_owned(), "c".to_owned()];
+        assert!(!membership_changed(&running, &listed(&["c", "b"]), "a"));
+        // The edge itself in the list changes nothing.
+        assert!(!membership_changed(
+            &running,
+            &listed(&["a", "c", "b"]),
+            "a"
+        ));
+        // A new edge enrolled, or one disabled.
+        assert!(membership_changed(&running, &listed(&["b", "c", "d"]), "a"));
+        assert!(membership_changed(&running, &listed(&["b"]), "a"));
+        assert!(!membership_changed(&[], &listed(&[]), "a"));
     }
 }

@@ -323,6 +323,10 @@ pub fn router(state: AppState) -> Router {
             post(join).options(api_options),
         )
         .route(
+            "/api/sessions/{session}/place",
+            post(place_arrival).options(api_options),
+        )
+        .route(
             "/api/sessions/{session}/assets",
             post(upload_asset)
                 .layer(axum::extract::DefaultBodyLimit::max(ASSET_BYTES_MAX))
@@ -784,9 +788,15 @@ struct Placed {
     redirect: bool,
 }
 
-/// Places a participant whose browser comes from `client` and measured `rtts`: the rule's
-/// choice, unless that edge would not accept a token this edge signs (then here, saying why).
-fn place(state: &AppState, client: std::net::IpAddr, rtts: &[(NodeId, Duration)]) -> Placed {
+/// Places a participant whose browser comes from `client` and measured `rtts`, holding a token
+/// signed by `iss`: the rule's choice, unless that edge would not accept the token (then here,
+/// saying why).
+fn place(
+    state: &AppState,
+    client: std::net::IpAddr,
+    rtts: &[(NodeId, Duration)],
+    iss: &str,
+) -> Placed {
     let edges = known_edges(state);
     let this = NodeId(state.edge.id.clone());
     let candidates: Vec<placement::Candidate> = edges
@@ -824,12 +834,12 @@ fn place(state: &AppState, client: std::net::IpAddr, rtts: &[(NodeId, Duration)]
             redirect: false,
         };
     }
-    let stay_because = if !state.issuer.is_cluster() {
-        Some("no_cluster_issuer")
-    } else if chosen.report.issuer != state.issuer.name() {
-        Some("issuer_mismatch")
-    } else {
+    let stay_because = if chosen.report.accepts(iss) {
         None
+    } else if iss == state.issuer.name() && !state.issuer.is_cluster() {
+        Some("no_cluster_issuer")
+    } else {
+        Some("issuer_mismatch")
     };
     match (stay_because, here()) {
         (Some(reason), Some(here)) => {
@@ -897,7 +907,7 @@ async fn join(
             iat: now,
             exp: invite.exp.min(now + ACCESS_TOKEN_LIFETIME_SECS),
         };
-        let placed = place(&state, client.ip(), &rtts);
+        let placed = place(&state, client.ip(), &rtts, &claims.iss);
         let reason = placed.placement["reason"].as_str().unwrap_or("only_choice");
         state.placements.count(reason, placed.redirect);
         info!(
@@ -926,6 +936,79 @@ async fn join(
     .await;
     result.unwrap_or_else(|refusal: Refusal| {
         refusal.as_json().counted(&state, "join").into_response()
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlaceRequest {
+    /// Round-trip times the browser measured to edges (node id → milliseconds).
+    #[serde(default)]
+    rtts: Option<BTreeMap<String, f64>>,
+}
+
+/// Places someone who arrived with a personal access token (a control plane's join link lands
+/// on the session's home edge): the same rule as a join by invitation, and the same token
+/// carries them to the chosen edge when that edge accepts its issuer. Nothing is minted: the
+/// answer only says where to go.
+async fn place_arrival(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Path(session): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let session = parse_session(&session)?;
+        let claims = authorize(&state, &headers, &session)?;
+        let bytes = axum::body::to_bytes(body, JOIN_BODY_BYTES_MAX)
+            .await
+            .map_err(|_| {
+                Refusal::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "the request body is too large",
+                )
+            })?;
+        let request: PlaceRequest = if bytes.is_empty() {
+            PlaceRequest { rtts: None }
+        } else {
+            serde_json::from_slice(&bytes).map_err(|error| {
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_json",
+                    format!("expected {{\"rtts\": {{\"<node id>\": <ms>}}}}: {error}"),
+                )
+            })?
+        };
+        let rtts = parse_rtts(request.rtts)?;
+        let placed = place(&state, client.ip(), &rtts, &claims.iss);
+        let reason = placed.placement["reason"].as_str().unwrap_or("only_choice");
+        state.placements.count(reason, placed.redirect);
+        info!(
+            session = %claims.sid,
+            participant = %claims.sub,
+            edge = %placed.edge.report.name,
+            reason,
+            redirect = placed.redirect,
+            "placed a participant arriving with a token"
+        );
+        let mut answer = serde_json::json!({
+            "edge": {
+                "id": placed.edge.id.0,
+                "name": placed.edge.report.name,
+                "url": placed.edge.url,
+            },
+            "placement": placed.placement,
+        });
+        if placed.redirect {
+            answer["redirect"] = format!("{}/s/{}", placed.edge.url, claims.sid).into();
+        }
+        Ok(axum::Json(answer).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|refusal: Refusal| {
+        refusal.as_json().counted(&state, "place").into_response()
     })
 }
 

@@ -242,6 +242,13 @@ pub async fn run(
         load: 0,
         capacity: crate::sfu::NODE_PEERS_MAX as u32,
         issuer: issuer.name().to_owned(),
+        trusted: issuer
+            .trusted_key_parts()
+            .into_iter()
+            .take(crate::placement::TRUSTED_ISSUERS_MAX)
+            .collect(),
+        sessions: 0,
+        draining: false,
     });
     // Check in with the control plane, keeping the schedule it sends (and the one kept from
     // before, until it answers).
@@ -252,6 +259,8 @@ pub async fn run(
         crate::control::spawn_heartbeat(
             settings,
             enrolment,
+            peers.iter().map(|p| p.id.to_string()).collect(),
+            config.peer_addr.to_string(),
             config.data_dir.clone(),
             edge_report_rx.clone(),
             schedule_tx,
@@ -366,6 +375,7 @@ pub async fn run(
         edge_report,
         state.media.clone(),
         state.presence.clone(),
+        state.control.as_ref().map(|c| c.schedule.clone()),
         stop_rx_for_load,
     ));
     // With the peer's address, which placement matches against campus networks.
@@ -490,29 +500,54 @@ pub async fn run(
 const LOAD_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Keeps this edge's report to its peers current: its load is the larger of its classroom
-/// connections and its media connections (either can fill an edge), against `NODE_PEERS_MAX`.
+/// connections and its media connections (either can fill an edge), against `NODE_PEERS_MAX`;
+/// the sessions with someone here; and whether the control plane (`schedule`, when enrolled)
+/// says an administrator is draining or has disabled it.
 async fn report_load(
     report: watch::Sender<crate::placement::EdgeReport>,
     media: crate::media::MediaHandle,
     presence: PresenceHandle,
+    mut schedule: Option<watch::Receiver<crate::control::Schedule>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut ticks = tokio::time::interval(LOAD_REPORT_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A new status from the control plane is reported at once, not at the next tick.
+    let mut schedule_open = schedule.is_some();
     loop {
+        let schedule_changed = async {
+            match schedule.as_mut() {
+                Some(receiver) if schedule_open => receiver.changed().await.is_ok(),
+                _ => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = stop.changed() => return,
             _ = ticks.tick() => {}
+            open = schedule_changed => schedule_open = open,
         }
-        let connections = presence.connections().await;
+        let occupancy = presence.occupancy().await;
         let media_peers = media.snapshot().await.map_or(0, |snapshot| {
             let gauges = &snapshot.gauges;
             gauges.publishers + gauges.subscribers + gauges.connecting
         });
-        let load = u32::try_from(connections.max(media_peers)).unwrap_or(u32::MAX);
+        let load = u32::try_from(occupancy.connections.max(media_peers)).unwrap_or(u32::MAX);
+        let sessions = u32::try_from(occupancy.sessions).unwrap_or(u32::MAX);
+        let draining = schedule
+            .as_ref()
+            .is_some_and(|s| crate::control::takes_no_newcomers(&s.borrow().status));
         report.send_if_modified(|report| {
-            let changed = report.load != load;
+            let changed =
+                (report.load, report.sessions, report.draining) != (load, sessions, draining);
+            if report.draining != draining {
+                info!(
+                    draining,
+                    "the control plane changed whether this edge takes newcomers"
+                );
+            }
             report.load = load;
+            report.sessions = sessions;
+            report.draining = draining;
             changed
         });
     }

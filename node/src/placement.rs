@@ -39,6 +39,9 @@ pub const RTT_MS_MAX: f64 = 60_000.0;
 /// A peer's report is believed this long: three of its reports missed, and it is not offered.
 pub const REPORT_FRESH_MAX: Duration = crate::cascade::link::REPORT_INTERVAL.saturating_mul(3);
 
+/// Trusted issuers a peer's report may list, at most.
+pub const TRUSTED_ISSUERS_MAX: usize = 8;
+
 /// Longest base URL an edge may have (scheme, host and port).
 pub const ORIGIN_CHARS_MAX: usize = 200;
 
@@ -163,6 +166,18 @@ pub struct EdgeReport {
     /// an edge that does not say.
     #[serde(default)]
     pub issuer: String,
+    /// The other issuers whose tokens it accepts, by the key part of their names (the hex after
+    /// the `:` of an `iss`): a control plane's, for an enrolled edge. A participant holding such a token may be sent to it. At most
+    /// [`TRUSTED_ISSUERS_MAX`] are believed.
+    #[serde(default)]
+    pub trusted: Vec<String>,
+    /// Sessions with someone connected to it now.
+    #[serde(default)]
+    pub sessions: u32,
+    /// An administrator is draining it: it keeps the participants it has and takes no new ones
+    /// while another edge can.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 impl EdgeReport {
@@ -180,7 +195,25 @@ impl EdgeReport {
             load: self.load as usize,
             capacity: self.capacity as usize,
             reachable,
+            draining: self.draining,
         }
+    }
+
+    /// Whether it accepts tokens signed by issuer `iss`: its own, or one it trusts (matched by
+    /// the key part of the name, `<prefix>:<public key hex>`).
+    pub fn accepts(&self, iss: &str) -> bool {
+        if !self.issuer.is_empty() && self.issuer == iss {
+            return true;
+        }
+        let Some((_, key)) = iss.rsplit_once(':') else {
+            return false;
+        };
+        !key.is_empty()
+            && self
+                .trusted
+                .iter()
+                .take(TRUSTED_ISSUERS_MAX)
+                .any(|trusted| trusted.eq_ignore_ascii_case(key))
     }
 }
 
@@ -195,6 +228,8 @@ pub struct Candidate {
     pub capacity: usize,
     /// Whether this edge can reach it (its peer connection is up; always true for this edge).
     pub reachable: bool,
+    /// Being drained: chosen only when no edge that is not can take the participant.
+    pub draining: bool,
 }
 
 /// Why an edge was chosen.
@@ -238,10 +273,16 @@ pub fn choose(
     candidates: &[Candidate],
     rtts: &[(NodeId, Duration)],
 ) -> Decision {
-    let usable: Vec<&Candidate> = candidates
+    let open: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| (c.reachable || c.node == *this) && c.load < c.capacity)
         .collect();
+    // Edges being drained take newcomers only when nothing else can: teaching comes first.
+    let usable: Vec<&Candidate> = if open.iter().any(|c| !c.draining) {
+        open.into_iter().filter(|c| !c.draining).collect()
+    } else {
+        open
+    };
     if usable.len() <= 1 {
         let edge = usable
             .first()
@@ -331,6 +372,7 @@ mod tests {
             load,
             capacity: 100,
             reachable: true,
+            draining: false,
         }
     }
 
@@ -452,7 +494,7 @@ mod tests {
             networks,
             load: 3,
             capacity: 10,
-            issuer: String::new(),
+            ..EdgeReport::default()
         };
         let candidate = report.candidate(node("north"), true);
         assert_eq!(candidate.prefixes.len(), PREFIXES_PER_EDGE_MAX - 1);
@@ -487,5 +529,45 @@ mod tests {
         let twins = [edge("central", &[], 5), edge("east", &[], 5)];
         let stay = choose(&this, "192.0.2.1".parse().expect("ip"), &twins, &[]);
         assert_eq!(stay.edge, node("central"));
+    }
+
+    #[test]
+    fn a_draining_edge_takes_newcomers_only_when_no_other_can() {
+        let this = node("central");
+        let campus = "10.1.0.9".parse().expect("ip");
+        let mut north = edge("north", &["10.1.0.0/16"], 0);
+        north.draining = true;
+        // Its own campus goes elsewhere while it drains, even to a farther edge.
+        let edges = [edge("central", &[], 50), north.clone()];
+        let decision = choose(&this, campus, &edges, &[(node("north"), ms(1))]);
+        assert_eq!(decision.edge, node("central"));
+        // The draining edge itself sends a newcomer to the one edge that is not draining.
+        let mut central = edge("central", &[], 0);
+        central.draining = true;
+        let away = choose(
+            &this,
+            campus,
+            &[central.clone(), edge("east", &[], 90)],
+            &[],
+        );
+        assert_eq!(away.edge, node("east"));
+        // Every edge draining: the rule applies among them as usual (teaching comes first).
+        let all = choose(&this, campus, &[central, north], &[]);
+        assert_eq!(all.edge, node("north"));
+        assert_eq!(all.reason.as_str(), "campus");
+    }
+
+    #[test]
+    fn an_edge_accepts_its_own_issuer_and_the_ones_it_trusts() {
+        let report = EdgeReport {
+            issuer: "multistream-node:aa11".into(),
+            trusted: vec!["BB22".into()],
+            ..EdgeReport::default()
+        };
+        assert!(report.accepts("multistream-node:aa11"));
+        assert!(report.accepts("multistream-control:bb22"));
+        assert!(!report.accepts("multistream-control:cc33"));
+        assert!(!report.accepts("no key part"));
+        assert!(!EdgeReport::default().accepts(""));
     }
 }

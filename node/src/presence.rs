@@ -51,7 +51,7 @@ enum Message {
         live: bool,
     },
     Count {
-        reply: oneshot::Sender<usize>,
+        reply: oneshot::Sender<Occupancy>,
     },
 }
 
@@ -122,12 +122,25 @@ impl PresenceHandle {
 
     /// Open classroom connections, for metrics.
     pub async fn connections(&self) -> usize {
+        self.occupancy().await.connections
+    }
+
+    /// Open classroom connections and the sessions they are in.
+    pub async fn occupancy(&self) -> Occupancy {
         let (reply, answer) = oneshot::channel();
         if self.tx.send(Message::Count { reply }).await.is_err() {
-            return 0;
+            return Occupancy::default();
         }
-        answer.await.unwrap_or(0)
+        answer.await.unwrap_or_default()
     }
+}
+
+/// How many are connected here, and in how many sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Occupancy {
+    pub connections: usize,
+    /// Sessions with at least one open classroom connection.
+    pub sessions: usize,
 }
 
 #[derive(Default)]
@@ -241,7 +254,10 @@ async fn run(mut rx: mpsc::Receiver<Message>) {
                 }
             }
             Message::Count { reply } => {
-                let _ = reply.send(sessions.values().map(|s| s.clients.len()).sum());
+                let _ = reply.send(Occupancy {
+                    connections: sessions.values().map(|s| s.clients.len()).sum(),
+                    sessions: sessions.values().filter(|s| !s.clients.is_empty()).count(),
+                });
             }
         }
     }

@@ -194,6 +194,15 @@ impl Issuer {
         })
     }
 
+    /// The other issuers this node accepts, by the key part of their names (for its peers'
+    /// placement: a participant holding such a token may be sent here).
+    pub fn trusted_key_parts(&self) -> Vec<String> {
+        self.trusted
+            .iter()
+            .filter_map(|(name, _)| name.rsplit_once(':').map(|(_, key)| key.to_owned()))
+            .collect()
+    }
+
     /// A throwaway identity, for tests and benchmarks.
     pub fn ephemeral() -> Self {
         let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())

@@ -1359,8 +1359,49 @@ function bootClassroom() {
     showProblem('This link has expired', `It stopped working on ${when}. Ask your teacher for a new one.`);
     return;
   }
-  if (token) enterClass(token, claims);
+  if (token && fromLink && !placed && claims.kind !== 'invite') placeThenEnter(token, claims);
+  else if (token) enterClass(token, claims);
   else showJoinForm(invite);
+}
+
+// ---- Placement (personal links) ----
+
+/** A personal link (from the school's control plane) lands on the class's home edge: time the
+ * edges that could serve us and let this one place us, as a join by invitation would, then go to
+ * the chosen edge with the same token, or stay. Anything that fails here means staying: the
+ * class is reachable where we are. */
+async function placeThenEnter(token, claims) {
+  app.view = 'placing';
+  render();
+  try {
+    app.edges = await loadEdges('');
+    if (app.edges.length > 1) {
+      app.rtts = await measureEdges(app.edges);
+      const body = Object.keys(app.rtts).length ? { rtts: app.rtts } : {};
+      const response = await fetchWithin(`/api/sessions/${encodeURIComponent(app.session)}/place`, RTT_PROBE_TIMEOUT_MS * 2, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      if (response.ok) {
+        const answer = await response.json();
+        const reason = Object.hasOwn(PLACEMENT_WORDS, answer?.placement?.reason) ? answer.placement.reason : null;
+        const target = placementTarget(answer?.redirect);
+        if (target) {
+          // The other edge's sessionStorage is another origin's: the token goes in the fragment.
+          remember(tokenKey(app.session), null);
+          const fragment = new URLSearchParams({ token });
+          if (reason) fragment.set('placed', reason);
+          window.location.assign(`${target}#${fragment}`);
+          return;
+        }
+        app.placedReason = reason;
+      }
+    }
+  } catch {
+    // Unreachable edges or a refused placement: this edge serves us.
+  }
+  enterClass(token, claims);
 }
 
 // ---- Name form (invitation links) ----
@@ -2830,6 +2871,7 @@ function linkFailure(link) {
 
 function statusText() {
   if (app.view === 'loading') return 'Loading the classroom…';
+  if (app.view === 'placing') return 'Finding your nearest server…';
   if (app.view !== 'classroom') return '';
   const socket = app.socket;
   if (!socket) return 'Connecting to the class…';

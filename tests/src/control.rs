@@ -29,6 +29,9 @@ pub struct Control {
     dir: std::path::PathBuf,
     /// A PostgreSQL database to drop when it stops: the server's admin URL and the name.
     postgres: Option<(String, String)>,
+    /// Served over HTTPS with this self-signed certificate (its file, for an edge's
+    /// `--control-ca`, and its PEM).
+    pub tls: Option<(std::path::PathBuf, Vec<u8>)>,
 }
 
 /// Which database a control plane runs on.
@@ -39,8 +42,14 @@ pub enum Backend {
 }
 
 impl Control {
-    /// Starts a control plane on a fresh database of `backend`.
+    /// Starts a control plane on a fresh database of `backend`, over plain HTTP.
     pub async fn start(name: &str, backend: Backend) -> Result<Control, String> {
+        Control::start_with(name, backend, false).await
+    }
+
+    /// Starts a control plane on a fresh database of `backend`, over HTTPS with a self-signed
+    /// certificate when `tls`.
+    pub async fn start_with(name: &str, backend: Backend, tls: bool) -> Result<Control, String> {
         let dir = crate::node_process::fresh_data_dir(name);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let (url, postgres) = match backend {
@@ -79,9 +88,18 @@ impl Control {
             .await
             .map_err(|e| e.to_string())?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let pem = if tls {
+            Some(multistream_control::tls::self_signed(&dir, &[]).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        let tls = pem
+            .as_ref()
+            .and_then(|pem| pem.self_signed.clone().map(|path| (path, pem.cert.clone())));
         let settings = multistream_control::Settings {
             // Edges in tests check in often, so schedule changes reach them quickly.
             heartbeat_secs: 1,
+            tls: pem,
             ..multistream_control::Settings::in_data_dir(&dir).map_err(|e| e.to_string())?
         };
         let issuer_public = settings.issuer.public_hex();
@@ -101,7 +119,14 @@ impl Control {
             stop: Some(stop),
             dir,
             postgres,
+            tls,
         })
+    }
+
+    /// Its base URL, `http://…` or `https://…`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops serving and removes the database.
@@ -137,11 +162,27 @@ impl Control {
             None => {}
         }
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        request(self.addr, method, path, &headers, text.as_bytes())
-            .await
-            .unwrap_or_else(|error| {
-                panic!("{method} {path}: the control plane does not answer: {error}")
-            })
+        self.send(method, path, &headers, text.as_bytes()).await
+    }
+
+    /// One request with these headers and body, over HTTPS when the control plane serves it.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let answer = match &self.tls {
+            Some((_, roots)) => {
+                let name = self.addr.ip().to_string();
+                crate::http::request_tls(self.addr, roots, &name, method, path, headers, body).await
+            }
+            None => request(self.addr, method, path, headers, body).await,
+        };
+        answer.unwrap_or_else(|error| {
+            panic!("{method} {path}: the control plane does not answer: {error}")
+        })
     }
 
     /// Signs in; returns the cookie to send back.

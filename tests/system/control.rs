@@ -38,7 +38,7 @@ async fn scenario(backend: Backend) {
         .expect("the control plane starts");
     assert_eq!(
         control.db.migrations().await.expect("migrations"),
-        vec![1, 2],
+        vec![1, 2, 3],
         "the schema is migrated"
     );
 
@@ -580,6 +580,135 @@ async fn scenario(backend: Backend) {
         401
     );
 
+    // Enrolment codes: admins only, a bounded lifetime, good once and only until they expire.
+    let refused = control
+        .call("POST", "/api/v1/enrolment-codes", Some(&tess_key), None)
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    for minutes in [0, 7 * 24 * 60 + 1] {
+        let bad = control
+            .call(
+                "POST",
+                "/api/v1/enrolment-codes",
+                Some(&admin),
+                Some(&json!({ "minutes": minutes })),
+            )
+            .await;
+        assert_eq!(
+            (bad.status, code(&bad)),
+            (400, "bad_field".into()),
+            "{}",
+            bad.body
+        );
+    }
+    let enrol = |code: &str, node: char| {
+        json!({ "code": code, "node_id": node.to_string().repeat(64), "name": "Annex",
+                "peer_addr": "127.0.0.1:9", "public_url": "http://127.0.0.1:9", "capacity": 5 })
+    };
+    let stale = create(
+        &control,
+        &admin,
+        "/api/v1/enrolment-codes",
+        json!({ "minutes": 5 }),
+    )
+    .await;
+    let stale = stale["code"].as_str().expect("a code").to_owned();
+    // Its five minutes pass (the clock is the database's row, moved back).
+    sqlx::query("UPDATE enrolment_codes SET expires_at = $1")
+        .bind(multistream_control::db::now_ms() - 1)
+        .execute(&control.db.pool)
+        .await
+        .expect("the code's expiry moves back");
+    let expired = control
+        .call("POST", "/api/v1/enrol", None, Some(&enrol(&stale, 'd')))
+        .await;
+    assert_eq!(
+        (expired.status, code(&expired)),
+        (401, "bad_code".into()),
+        "{}",
+        expired.body
+    );
+    let fresh = create(&control, &admin, "/api/v1/enrolment-codes", json!({})).await;
+    let fresh = fresh["code"].as_str().expect("a code").to_owned();
+    let enrolled = control
+        .call("POST", "/api/v1/enrol", None, Some(&enrol(&fresh, 'd')))
+        .await;
+    assert_eq!(enrolled.status, 201, "{}", enrolled.body);
+    let secret = json(&enrolled)["secret"]
+        .as_str()
+        .expect("a secret")
+        .to_owned();
+    let again = control
+        .call("POST", "/api/v1/enrol", None, Some(&enrol(&fresh, 'f')))
+        .await;
+    assert_eq!(
+        (again.status, code(&again)),
+        (401, "bad_code".into()),
+        "{}",
+        again.body
+    );
+    // Its check-ins: with its secret only, and a bad address in one is refused.
+    let heartbeat = format!("/api/v1/edges/{}/heartbeat", "d".repeat(64));
+    let wrong = control
+        .call("POST", &heartbeat, Some("edge_wrong"), Some(&json!({})))
+        .await;
+    assert_eq!(
+        (wrong.status, code(&wrong)),
+        (401, "unknown_edge".into()),
+        "{}",
+        wrong.body
+    );
+    let moved = control
+        .call(
+            "POST",
+            &heartbeat,
+            Some(&secret),
+            Some(&json!({ "load": 3, "sessions": 1, "name": "Annex", "public_url": "ftp://annex", "peer_addr": "127.0.0.1:9" })),
+        )
+        .await;
+    assert_eq!(
+        (moved.status, code(&moved)),
+        (400, "bad_field".into()),
+        "{}",
+        moved.body
+    );
+    let checked_in = control
+        .call(
+            "POST",
+            &heartbeat,
+            Some(&secret),
+            Some(&json!({ "load": 3, "sessions": 1, "name": "Annex", "public_url": "http://127.0.0.1:10", "peer_addr": "127.0.0.1:11" })),
+        )
+        .await;
+    assert_eq!(checked_in.status, 200, "{}", checked_in.body);
+    let inventory = json(
+        &control
+            .call("GET", "/api/v1/edges", Some(&admin), None)
+            .await,
+    );
+    let annex = inventory["edges"]
+        .as_array()
+        .and_then(|edges| edges.iter().find(|e| e["id"] == "d".repeat(64)))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (
+            &annex["public_url"],
+            &annex["peer_addr"],
+            &annex["load"],
+            &annex["sessions"],
+            &annex["health"]
+        ),
+        (
+            &json!("http://127.0.0.1:10"),
+            &json!("127.0.0.1:11"),
+            &json!(3),
+            &json!(1),
+            &json!("healthy")
+        ),
+        "{inventory}"
+    );
+
     // Signing out ends the cookie.
     assert_eq!(
         control
@@ -814,6 +943,8 @@ async fn a_class_goes_on_when_the_control_plane_stops() {
                     &code,
                     "--edge-name",
                     name,
+                    "--campus-network",
+                    CAMPUS[i],
                 ],
             )
             .expect("the edge enrols and starts");
@@ -831,8 +962,22 @@ async fn a_class_goes_on_when_the_control_plane_stops() {
         }
         edges.push(edge);
     }
-    // Edge 0 enrolled before edge 1 existed: it learns of it at its next start, which needs no
-    // code any more.
+    // Edge 0 enrolled before edge 1 existed: it says it needs a restart to link with it (the
+    // edges agree on each class's home from one membership list), and the inventory shows so.
+    edges[0]
+        .wait_for_metric(
+            "multistream_control_restart_needed",
+            std::time::Duration::from_secs(20),
+            |v| v == 1.0,
+        )
+        .await
+        .expect("edge 0 notices the new edge");
+    let north = edge_listed(&control, &admin, "North campus", |e| {
+        e["restart_needed"] == true
+    })
+    .await;
+    assert_eq!(north["health"], "healthy", "{north}");
+    // It learns of it at its next start, which needs no code any more.
     let (clean, dir0) = edges.remove(0).stop_keeping_data();
     assert!(clean);
     let edge0 = NodeProcess::start_in(
@@ -844,6 +989,8 @@ async fn a_class_goes_on_when_the_control_plane_stops() {
             &url,
             "--edge-name",
             "North campus",
+            "--campus-network",
+            CAMPUS[0],
         ],
     )
     .expect("edge 0 restarts");
@@ -937,6 +1084,87 @@ async fn a_class_goes_on_when_the_control_plane_stops() {
     chat(&mut teacher, "Good morning, both campuses").await;
     hears(&mut student, "Good morning, both campuses").await;
 
+    // The inventory: each edge has the class on, and edge 0 runs with the current membership.
+    for name in ["North campus", "South campus"] {
+        let edge = edge_listed(&control, &admin, name, |e| e["sessions"] == 1).await;
+        assert_eq!(
+            (&edge["health"], &edge["restart_needed"]),
+            (&json!("healthy"), &json!(false)),
+            "{edge}"
+        );
+    }
+
+    // The join link lands on the home edge, which places its holder: from South campus's
+    // network, on South campus, with the same token (the edges trust the control plane's key).
+    let link = json(
+        &control
+            .call(
+                "POST",
+                &format!("/api/v1/sessions/{rivers}/join-token"),
+                Some(&admin),
+                Some(&json!({ "user_id": people[2] })),
+            )
+            .await,
+    );
+    let link = link["link"].as_str().expect("a link").to_owned();
+    assert!(
+        link.starts_with(&format!("http://{}/s/{rivers}#token=", edge0.http)),
+        "{link}"
+    );
+    let placed = place(edge0.http, &rivers, &ned, CAMPUS_HOST[1]).await;
+    assert_eq!(placed["placement"]["reason"], "campus", "{placed}");
+    assert_eq!(
+        placed["redirect"],
+        format!("http://{}/s/{rivers}", edge1.http),
+        "{placed}"
+    );
+    let here = place(edge0.http, &rivers, &ned, CAMPUS_HOST[0]).await;
+    assert!(here.get("redirect").is_none(), "{here}");
+    let forged = multistream_tests::http::request_from(
+        CAMPUS_HOST[1].parse().expect("an address"),
+        edge0.http,
+        "POST",
+        &format!("/api/sessions/{rivers}/place"),
+        &[("Authorization", "Bearer not-a-token")],
+        b"{}",
+    )
+    .await
+    .expect("answers");
+    assert_eq!(forged.status, 401, "{}", forged.body);
+
+    // South campus is drained: its own campus is placed on North campus now, by either edge,
+    // and its class goes on.
+    let drained = control
+        .call(
+            "POST",
+            &format!("/api/v1/edges/{}/status", cluster.ids[1]),
+            Some(&admin),
+            Some(&json!({ "status": "draining" })),
+        )
+        .await;
+    assert_eq!(drained.status, 200, "{}", drained.body);
+    edge1
+        .wait_for_metric(
+            "multistream_control_takes_newcomers",
+            std::time::Duration::from_secs(20),
+            |v| v == 0.0,
+        )
+        .await
+        .expect("edge 1 hears it is drained");
+    // It tells its peers at its next report (every 2 s).
+    let to_north = json!(format!("http://{}/s/{rivers}", edge0.http));
+    let away = placed_until(edge1.http, &rivers, &ned, CAMPUS_HOST[1], |a| {
+        a["redirect"] == to_north
+    })
+    .await;
+    assert_eq!(away["placement"]["reason"], "only_choice", "{away}");
+    placed_until(edge0.http, &rivers, &ned, CAMPUS_HOST[1], |a| {
+        a.get("redirect").is_none()
+    })
+    .await;
+    chat(&mut teacher, "Still here on both campuses").await;
+    hears(&mut student, "Still here on both campuses").await;
+
     // A cancelled session: the edge refuses it from the schedule it keeps.
     let later = create(
         &control,
@@ -1015,6 +1243,85 @@ async fn a_class_goes_on_when_the_control_plane_stops() {
     assert!(edge0.stop());
 }
 
+/// The campus networks of the two edges in [`a_class_goes_on_when_the_control_plane_stops`], and
+/// an address in each that a test client sends from.
+const CAMPUS: [&str; 2] = ["127.0.0.21/32", "127.0.0.22/32"];
+const CAMPUS_HOST: [&str; 2] = ["127.0.0.21", "127.0.0.22"];
+
+/// Asks `edge` where the holder of `token` should be, as a browser at `from` that measured
+/// nothing.
+async fn place(edge: std::net::SocketAddr, session: &str, token: &str, from: &str) -> Value {
+    let answer = multistream_tests::http::request_from(
+        from.parse().expect("an address"),
+        edge,
+        "POST",
+        &format!("/api/sessions/{session}/place"),
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Content-Type", "application/json"),
+        ],
+        b"{}",
+    )
+    .await
+    .expect("the edge answers");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    serde_json::from_str(&answer.body).expect("JSON")
+}
+
+/// [`place`] until its answer is as `expected` (within 20 s: news of a drained edge spreads in
+/// a check-in and a report).
+async fn placed_until(
+    edge: std::net::SocketAddr,
+    session: &str,
+    token: &str,
+    from: &str,
+    expected: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let answer = place(edge, session, token, from).await;
+        if expected(&answer) {
+            return answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the placement is not as expected: {answer}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The edge named `name` in the control plane's inventory, once `ready` holds for it (edges
+/// check in every second in tests).
+async fn edge_listed(
+    control: &Control,
+    admin: &str,
+    name: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let inventory = json(
+            &control
+                .call("GET", "/api/v1/edges", Some(admin), None)
+                .await,
+        );
+        let edge = inventory["edges"]
+            .as_array()
+            .and_then(|edges| edges.iter().find(|e| e["name"] == name))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if ready(&edge) {
+            return edge;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} is not as expected in the inventory: {inventory}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 fn code_of(response: &multistream_tests::http::Response) -> String {
     code(response)
 }
@@ -1026,21 +1333,55 @@ fn code_of(response: &multistream_tests::http::Response) -> String {
 async fn a_plugin_rolled_out_reaches_the_edges() {
     use multistream_tests::node_process::NodeProcess;
 
-    let control = Control::start("control-plugins", Backend::Sqlite)
+    // Over HTTPS, as a control plane on any address but loopback serves: the edge trusts its
+    // self-signed certificate with --control-ca, and only that.
+    let control = Control::start_with("control-plugins", Backend::Sqlite, true)
         .await
         .expect("the control plane starts");
+    let (ca, _) = control.tls.clone().expect("served over TLS");
+    let signed_in = control
+        .call(
+            "POST",
+            "/api/v1/sign-in",
+            None,
+            Some(&json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD })),
+        )
+        .await;
+    let cookie = signed_in.header("set-cookie").unwrap_or_default();
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "an HTTPS control plane's cookie is Secure: {cookie}"
+    );
     let admin = control
         .sign_in(ADMIN_EMAIL, ADMIN_PASSWORD)
         .await
         .expect("signs in");
     let enrolment = create(&control, &admin, "/api/v1/enrolment-codes", json!({})).await;
     let enrolment = enrolment["code"].as_str().expect("a code").to_owned();
-    let url = format!("http://{}", control.addr);
+    let url = control.url();
+    assert!(url.starts_with("https://"), "{url}");
+    // Without the certificate the edge cannot trust the control plane, and says so.
+    let untrusting = NodeProcess::start_with(
+        "control-plugins-untrusting",
+        &["--control-url", &url, "--enrolment-code", &enrolment],
+    );
+    assert!(
+        untrusting.is_err(),
+        "an edge enrolled with a control plane it cannot authenticate"
+    );
+    let ca = ca.to_string_lossy().into_owned();
     let edge = NodeProcess::start_with(
         "control-plugins-edge",
-        &["--control-url", &url, "--enrolment-code", &enrolment],
+        &[
+            "--control-url",
+            &url,
+            "--enrolment-code",
+            &enrolment,
+            "--control-ca",
+            &ca,
+        ],
     )
-    .expect("the edge enrols");
+    .expect("the edge enrols over HTTPS");
 
     let dir = multistream_tests::node_process::fresh_data_dir("control-plugins-signing");
     let (key, public) = crate::plugins::signing_key(&dir, "school.key");
@@ -1054,17 +1395,16 @@ async fn a_plugin_rolled_out_reaches_the_edges() {
     ]);
     let bytes = std::fs::read(&package).expect("the package");
     let upload = |content_type: &'static str, body: Vec<u8>| {
-        let (addr, admin) = (control.addr, admin.clone());
+        let (control, admin) = (&control, admin.clone());
         async move {
-            multistream_tests::http::request(
-                addr,
-                "POST",
-                "/api/v1/plugins",
-                &[("Cookie", &admin), ("Content-Type", content_type)],
-                &body,
-            )
-            .await
-            .expect("answers")
+            control
+                .send(
+                    "POST",
+                    "/api/v1/plugins",
+                    &[("Cookie", &admin), ("Content-Type", content_type)],
+                    &body,
+                )
+                .await
         }
     };
     assert_eq!(upload("application/json", bytes.clone()).await.status, 415);
