@@ -134,8 +134,10 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> Answer {
     require_admin(&principal)?;
     let rows = sqlx::query(
         "SELECT p.id, p.name, p.version, p.sha256, p.manifest, p.uploaded_at, p.approved_at, \
+         p.approved_by, u.name AS approver, \
          (SELECT COUNT(*) FROM plugin_rollouts r WHERE r.package_id = p.id) AS rolled \
-         FROM plugin_packages p ORDER BY p.name, p.uploaded_at LIMIT $1",
+         FROM plugin_packages p LEFT JOIN users u ON u.id = p.approved_by \
+         ORDER BY p.name, p.uploaded_at LIMIT $1",
     )
     .bind(PACKAGES_LISTED_MAX)
     .fetch_all(&state.db.pool)
@@ -144,6 +146,14 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> Answer {
     for row in &rows {
         let meta: Value =
             serde_json::from_str(&row.try_get::<String, _>("manifest")?).unwrap_or(Value::Null);
+        let approved_at = row.try_get::<Option<i64>, _>("approved_at")?;
+        let approved_by = match (
+            row.try_get::<Option<String>, _>("approved_by")?,
+            row.try_get::<Option<String>, _>("approver")?,
+        ) {
+            (Some(id), name) => json!({ "id": id, "name": name }),
+            (None, _) => Value::Null,
+        };
         packages.push(json!({
             "id": row.try_get::<String, _>("id")?,
             "name": row.try_get::<String, _>("name")?,
@@ -152,7 +162,9 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> Answer {
             "signer": meta["signer"],
             "manifest": meta["manifest"],
             "uploaded_at": rfc3339(row.try_get("uploaded_at")?),
-            "approved": row.try_get::<Option<i64>, _>("approved_at")?.is_some(),
+            "approved": approved_at.is_some(),
+            "approved_at": approved_at.map_or(Value::Null, rfc3339),
+            "approved_by": approved_by,
             "rolled_out": row.try_get::<i64, _>("rolled")? > 0,
         }));
     }

@@ -1,7 +1,8 @@
 // The admin UI of the multistream control plane: one ES module, no dependencies, no build step.
 // It signs in with the session cookie and then uses the control plane's own API (/api/v1/...;
 // see /api/v1/openapi.json) for every screen: sessions, courses and their members, people, edges
-// and API keys. Screens are chosen by the URL's fragment (#sessions, #courses, …). A refusal
+// (with their health and the enrolment codes that bring new ones in), plugin packages and API
+// keys. Screens are chosen by the URL's fragment (#sessions, #courses, …). A refusal
 // shows the API's own message beside the form that caused it (role="alert"), and successes are
 // announced in a polite live region. Everything is built with DOM methods and textContent: no
 // HTML is made from data.
@@ -9,9 +10,9 @@
 const $ = (id) => document.getElementById(id);
 
 /** Screens after signing in; the first is the default. */
-const SCREENS = ['sessions', 'courses', 'people', 'edges', 'keys'];
+const SCREENS = ['sessions', 'courses', 'people', 'edges', 'plugins', 'keys'];
 /** Screens whose API answers only administrators. */
-const ADMIN_SCREENS = new Set(['people', 'edges']);
+const ADMIN_SCREENS = new Set(['people', 'edges', 'plugins']);
 
 /** Which form field a scheduling refusal is about (its `detail.code`). */
 const REFUSAL_FIELDS = {
@@ -23,6 +24,14 @@ const REFUSAL_FIELDS = {
   edge_unavailable: 'home_edge_id',
   teacher_busy: 'teacher_id',
   room_busy: 'room',
+};
+
+/** Which form field a refusal is about, by its `error` code, when its message does not say. */
+const ERROR_FIELDS = {
+  bad_package: 'package',
+  bad_component: 'package',
+  version_exists: 'package',
+  wrong_content_type: 'package',
 };
 
 const ROLE_NAMES = {
@@ -54,10 +63,15 @@ class ApiError extends Error {
   }
 }
 
-/** One API request; answers the parsed JSON body (null for 204) or throws an ApiError. */
+/** One API request; answers the parsed JSON body (null for 204) or throws an ApiError. A `body`
+ * that is a Blob (a chosen file) is sent as its raw bytes, application/octet-stream; any other is
+ * sent as JSON. */
 async function api(method, path, body) {
   const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
-  if (body !== undefined) {
+  if (body instanceof Blob) {
+    init.headers['Content-Type'] = 'application/octet-stream';
+    init.body = body;
+  } else if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
@@ -164,6 +178,25 @@ function rfc3339ToLocal(value) {
 const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 const timeFormat = new Intl.DateTimeFormat(undefined, { timeStyle: 'short' });
 
+/** The first hex digits of a long hex value (a key, a hash), the whole of it in its title. */
+function shortHex(value) {
+  if (!value) return document.createTextNode('—');
+  return el('code', { class: 'id', title: value, text: value.length > 12 ? `${value.slice(0, 12)}…` : value });
+}
+
+/** Copies a read-only field's text; where the browser does not allow it, selects the text so
+ * it can be copied by hand. */
+async function copyField(field, what) {
+  try {
+    await navigator.clipboard.writeText(field.value);
+    announce(`Copied the ${what}.`);
+  } catch {
+    field.focus();
+    field.select();
+    announce(`Copying was not allowed here: the ${what} is selected; copy it with Ctrl+C.`);
+  }
+}
+
 /** A `<time>` element for an RFC 3339 time (or "never"). */
 function timeElement(value, format = dateTimeFormat) {
   if (!value) return document.createTextNode('never');
@@ -208,6 +241,8 @@ function showFormError(form, message, fieldName) {
 /** The field an API message is about: messages name it first ("title is empty"). */
 function fieldOfMessage(form, error) {
   if (error.detail?.code && REFUSAL_FIELDS[error.detail.code]) return REFUSAL_FIELDS[error.detail.code];
+  const byCode = ERROR_FIELDS[error.code];
+  if (byCode && form.querySelector(`[name="${byCode}"]`)) return byCode;
   const first = /^([a-z_]+) /.exec(error.message ?? '')?.[1];
   return first && form.querySelector(`[name="${first}"]`) ? first : null;
 }
@@ -278,6 +313,7 @@ function signedOut(message) {
   }
   $('key-shown').hidden = true;
   $('key-value').value = '';
+  forgetEnrolmentCode();
   showScreen('sign-in');
   const form = $('sign-in-form');
   if (message) formError(form).textContent = message;
@@ -346,7 +382,9 @@ async function load(name) {
     case 'people':
       return loadPeople();
     case 'edges':
-      return loadEdges();
+      return Promise.all([loadEdges(), loadEnrolmentCodes()]);
+    case 'plugins':
+      return loadPlugins();
     case 'keys':
       return loadKeys();
     default:
@@ -513,7 +551,7 @@ async function loadEdges() {
       'tr',
       { 'data-edge': edge.id },
       el('td', {}, el('span', { text: edge.name }), el('br'), el('code', { class: 'id', title: edge.id, text: `${edge.id.slice(0, 12)}…` })),
-      el('td', {}, el('span', { class: `badge ${edge.status}`, text: edge.status })),
+      el('td', {}, ...edgeStatus(edge)),
       el('td', { text: `${edge.load} / ${edge.capacity}` }),
       el('td', { text: String(edge.sessions) }),
       el('td', {}, timeElement(edge.last_seen_at)),
@@ -523,6 +561,34 @@ async function loadEdges() {
     );
   });
   replaceRows($('edge-table'), rows, $('edge-empty'));
+}
+
+/** How each health an edge may be reported in is shown: its words, and what they mean. */
+const EDGE_HEALTH = {
+  healthy: ['healthy', 'It has checked in recently.'],
+  stale: ['stale', 'It has not checked in for three heartbeat intervals.'],
+  never_seen: ['never seen', 'It has never checked in.'],
+};
+
+/** An edge's status cell: the status an administrator set, its health (when the API reports it)
+ * and whether it needs a restart, each in words (the colours only repeat them). */
+function edgeStatus(edge) {
+  const parts = [el('span', { class: `badge ${edge.status}`, text: edge.status })];
+  if (typeof edge.health === 'string' && edge.health) {
+    const [words, meaning] = EDGE_HEALTH[edge.health] ?? [edge.health.replaceAll('_', ' '), ''];
+    parts.push(' ', el('span', { class: `badge health-${edge.health}`, title: meaning || undefined, text: words }));
+  }
+  if (edge.restart_needed === true) {
+    parts.push(
+      el('br'),
+      el('span', {
+        class: 'note',
+        title: 'Edges joined or left the cluster since it started; it links with them after a restart.',
+        text: 'restart needed',
+      }),
+    );
+  }
+  return parts;
 }
 
 async function setEdgeStatus(edge, status, label) {
@@ -549,6 +615,207 @@ handleForm($('edge-form'), async (form) => {
   form.reset();
   announce(`Registered the edge ${edge.name}.`);
   await loadEdges();
+});
+
+// ---- Enrolment codes ----
+
+/** The command that starts a new edge and enrols it here (node/src/main.rs's flags). */
+const enrolmentCommand = (code) => `multistream-node --control-url ${location.origin} --enrolment-code ${code}`;
+
+/** What a listed code's state is called. */
+const CODE_STATES = { open: 'open', used: 'used', expired: 'expired' };
+
+async function loadEnrolmentCodes() {
+  let codes;
+  try {
+    codes = (await api('GET', '/api/v1/enrolment-codes')).enrolment_codes;
+    listError('enrolment-list-error', null);
+  } catch (error) {
+    listError('enrolment-list-error', error);
+    return;
+  }
+  const rows = codes.map((code) =>
+    el(
+      'tr',
+      { 'data-code': code.id },
+      el('td', {}, el('code', { class: 'id', text: code.id })),
+      el('td', {}, timeElement(code.created_at), code.created_by?.name ? ` by ${code.created_by.name}` : null),
+      el('td', {}, timeElement(code.expires_at)),
+      el('td', {}, ...codeState(code)),
+    ),
+  );
+  replaceRows($('enrolment-table'), rows, $('enrolment-empty'));
+}
+
+/** A code's state in words: open, expired, or used (when, and by which edge). */
+function codeState(code) {
+  const badge = el('span', { class: `badge code-${code.state}`, text: CODE_STATES[code.state] ?? code.state });
+  if (code.state !== 'used') return [badge];
+  const edge = code.used_by ? (code.used_by.name ?? `${code.used_by.id.slice(0, 12)}…`) : null;
+  return [badge, ' ', timeElement(code.used_at), edge ? ` by ${edge}` : null];
+}
+
+function forgetEnrolmentCode() {
+  $('enrolment-code').value = '';
+  $('enrolment-command').value = '';
+  $('enrolment-expires').replaceChildren();
+  $('enrolment-shown').hidden = true;
+}
+
+handleForm($('enrolment-form'), async (form) => {
+  const text = value(form, 'minutes');
+  const minutes = Number(text);
+  if (!text || !Number.isInteger(minutes)) throw mistake('Valid for is a whole number of minutes.', 'minutes');
+  const made = await api('POST', '/api/v1/enrolment-codes', { minutes });
+  form.reset();
+  $('enrolment-code').value = made.code;
+  $('enrolment-command').value = enrolmentCommand(made.code);
+  $('enrolment-expires').replaceChildren(timeElement(made.expires_at));
+  $('enrolment-shown').hidden = false;
+  $('enrolment-shown').focus();
+  announce('Made an enrolment code. Copy it now: it is shown only once.');
+  await loadEnrolmentCodes();
+});
+
+$('enrolment-copy-command').addEventListener('click', () => copyField($('enrolment-command'), 'command'));
+$('enrolment-copy-code').addEventListener('click', () => copyField($('enrolment-code'), 'enrolment code'));
+
+$('enrolment-done').addEventListener('click', () => {
+  forgetEnrolmentCode();
+  $('enrolment-minutes').focus();
+});
+
+// ---- Plugins ----
+
+/** What each capability a manifest asks for lets the plugin do, for people (wit/plugin.wit). */
+const CAPABILITY_WORDS = {
+  'emit-events': 'Add its own entries to the class record (kept on every edge)',
+  'show-panel': 'Show panels to teachers and students',
+  'post-chat': 'Write in the class chat under its own name',
+  'store-state': 'Keep its own saved data for each class',
+};
+
+/** Class events a plugin may ask to see besides its own, for people (proto's event kinds). */
+const EVENT_WORDS = {
+  joined: 'people joining',
+  left: 'people leaving',
+  chat: 'chat messages',
+  hand_raised: 'raised hands',
+  hand_lowered: 'lowered hands',
+  all_hands_lowered: 'all hands lowered',
+  scene_set: 'scene changes',
+  deck_opened: 'slides opened',
+  page_shown: 'slide changes',
+  drawn: 'whiteboard drawing',
+  erased: 'whiteboard erasing',
+  board_cleared: 'the whiteboard cleared',
+  granted: 'permissions granted',
+  revoked: 'permissions taken back',
+  removed: 'people removed',
+};
+
+/** The largest package the API takes (multistream_plugin_host::package::PACKAGE_BYTES_MAX). */
+const PACKAGE_BYTES_MAX = 32 * 1024 * 1024;
+
+const pluginLabel = (plugin) => `${plugin.name} ${plugin.version}`;
+
+/** What a manifest lets the plugin do, in words, and which class events it sees. */
+function pluginPowers(manifest) {
+  if (!manifest || typeof manifest !== 'object') return [el('p', { class: 'powers', text: 'Not known: its manifest could not be read.' })];
+  const capabilities = Array.isArray(manifest?.capabilities) ? manifest.capabilities : [];
+  const subscribes = Array.isArray(manifest?.subscribes) ? manifest.subscribes : [];
+  const list = capabilities.length
+    ? el('ul', { class: 'powers' }, ...capabilities.map((c) => el('li', { title: c, text: CAPABILITY_WORDS[c] ?? `Something this page does not know: “${c}”` })))
+    : el('p', { class: 'powers', text: 'Nothing but follow its own events: it asks for no capabilities.' });
+  const sees = subscribes.length ? el('p', { class: 'hint', text: `Also sees: ${subscribes.map((kind) => EVENT_WORDS[kind] ?? kind.replaceAll('_', ' ')).join(', ')}.` }) : null;
+  return [list, sees];
+}
+
+/** Who a package was approved by, from whatever the API says (a name, or a person). */
+function approver(by) {
+  if (!by) return null;
+  if (typeof by === 'object') return by.name ?? by.email ?? by.id ?? null;
+  return state.users.find((user) => user.id === by)?.name ?? String(by);
+}
+
+function pluginApproval(plugin) {
+  if (!plugin.approved) return [el('span', { class: 'badge pending', text: 'not approved' })];
+  const by = approver(plugin.approved_by);
+  return [
+    el('span', { class: 'badge approved', text: 'approved' }),
+    plugin.approved_at ? ' ' : null,
+    plugin.approved_at ? timeElement(plugin.approved_at) : null,
+    by ? ` by ${by}` : null,
+  ];
+}
+
+/** Whether this version is the one the edges run, or which one is. */
+function pluginRollout(plugin, rolledOut) {
+  if (plugin.rolled_out) return [el('span', { class: 'badge rolled-out', text: 'rolled out' })];
+  const running = rolledOut.get(plugin.name);
+  return [el('span', { text: running ? `not rolled out (the edges run ${running})` : 'not rolled out' })];
+}
+
+/** Lists the packages; `focusOn` (a package id) gets focus on its row's first button, or the
+ * list when it has none, so keyboard users keep their place after a row's button goes away. */
+async function loadPlugins(focusOn) {
+  let plugins;
+  try {
+    plugins = (await api('GET', '/api/v1/plugins')).plugins;
+    listError('plugin-list-error', null);
+  } catch (error) {
+    listError('plugin-list-error', error);
+    return;
+  }
+  const rolledOut = new Map(plugins.filter((plugin) => plugin.rolled_out).map((plugin) => [plugin.name, plugin.version]));
+  const rows = plugins.map((plugin) => {
+    const label = pluginLabel(plugin);
+    const actions = [];
+    if (!plugin.approved) actions.push(actionButton('Approve', label, () => pluginAction(plugin, 'approve')));
+    else if (!plugin.rolled_out) actions.push(actionButton('Roll out', label, () => pluginAction(plugin, 'rollout')));
+    return el(
+      'tr',
+      { 'data-plugin': plugin.id },
+      el('td', {}, el('strong', { text: plugin.manifest?.title || plugin.name }), el('br'), el('span', { text: label })),
+      el('td', {}, ...pluginPowers(plugin.manifest)),
+      el('td', {}, shortHex(plugin.signer)),
+      el('td', {}, shortHex(plugin.sha256)),
+      el('td', {}, ...pluginApproval(plugin)),
+      el('td', {}, ...pluginRollout(plugin, rolledOut)),
+      el('td', { class: 'row-actions' }, ...actions),
+    );
+  });
+  replaceRows($('plugin-table'), rows, $('plugin-empty'));
+  if (focusOn) {
+    const row = [...$('plugin-table').tBodies[0].rows].find((r) => r.dataset.plugin === focusOn);
+    (row?.querySelector('button') ?? $('plugin-table').closest('.table-wrap')).focus();
+  }
+}
+
+async function pluginAction(plugin, action) {
+  listError('plugin-list-error', null);
+  const label = pluginLabel(plugin);
+  try {
+    await api('POST', `/api/v1/plugins/${encodeURIComponent(plugin.id)}/${action}`);
+    announce(
+      action === 'approve'
+        ? `Approved ${label}: edges trust its signer. Roll it out to have them run it.`
+        : `Rolled out ${label}: edges fetch it at their next check-in.`,
+    );
+  } catch (error) {
+    listError('plugin-list-error', error);
+  }
+  await loadPlugins(plugin.id);
+}
+
+handleForm($('plugin-form'), async (form) => {
+  const file = form.elements.namedItem('package').files?.[0];
+  if (!file) throw mistake('Choose a signed package (.msplugin) to upload.', 'package');
+  if (file.size > PACKAGE_BYTES_MAX) throw mistake(`The package is ${file.size} bytes; the limit is ${PACKAGE_BYTES_MAX} (32 MiB).`, 'package');
+  const uploaded = await api('POST', '/api/v1/plugins', file);
+  form.reset();
+  announce(`Uploaded ${pluginLabel(uploaded)}. Approve it to let the edges run it.`);
+  await loadPlugins();
 });
 
 // ---- Sessions ----
@@ -836,15 +1103,7 @@ handleForm($('key-form'), async (form) => {
   await loadKeys();
 });
 
-$('key-copy').addEventListener('click', async () => {
-  try {
-    await navigator.clipboard.writeText($('key-value').value);
-    announce('Copied the key.');
-  } catch {
-    $('key-value').select();
-    announce('Copying was not allowed here: the key is selected; copy it with Ctrl+C.');
-  }
-});
+$('key-copy').addEventListener('click', () => copyField($('key-value'), 'key'));
 
 $('key-done').addEventListener('click', () => {
   $('key-value').value = '';

@@ -4,15 +4,20 @@
 // its first administrator). Through the page's own controls: a wrong password is refused and the
 // page says so; the administrator signs in with the keyboard only, creates a course (keyboard
 // only too), a teacher with a password, adds the teacher to the course, is refused an edge with
-// a bad id and registers one, schedules a session in the form (local times sent as RFC 3339),
-// sees it listed, is refused a session that ends before it starts (the API's message on the
+// a bad id and registers one (its health shown in words when the API reports it), makes an
+// enrolment code (shown once, with the edge's command line, then listed as open), is refused a
+// garbage plugin package (the API's message on the page) and uploads a signed one (its manifest
+// listed in words), approves it and rolls it out (the keyboard carrying on from one to the
+// other), schedules a session in the form (local times sent as RFC 3339), sees it listed, is refused a session that ends before it starts (the API's message on the
 // page, the end field marked), edits the session's title and room, opens the teacher's join link
 // on the edge (a real node that trusts the control plane's key) and lands in the class as its
 // teacher, makes and revokes an API key, drains the edge; a phone-sized page shows the sessions without scrolling sideways; signing out
 // ends the cookie. No page may throw or break its Content-Security-Policy.
 //
 //   CONTROL_URL=http://127.0.0.1:PORT ADMIN_EMAIL=… ADMIN_PASSWORD=… \
-//   EDGE_ID=<the edge's node id> EDGE_URL=http://127.0.0.1:PORT node tests/e2e/admin.mjs
+//   EDGE_ID=<the edge's node id> EDGE_URL=http://127.0.0.1:PORT \
+//   PLUGIN_PACKAGE=<a signed .msplugin> PLUGIN_NAME=polls PLUGIN_VERSION=… PLUGIN_SIGNER=<its key> \
+//   node tests/e2e/admin.mjs
 //   (CHROMIUM=/path/to/chromium to override)
 //
 // Every wait polls for a condition with a bound; nothing sleeps and hopes. Prints one line per
@@ -40,12 +45,23 @@ const TEACHER = { name: 'Grace Hopper', email: 'grace@school.example', password:
 /** A real edge that trusts the control plane's key (EDGE_ID, EDGE_URL): the teacher's link is
  * opened on it. */
 const EDGE = { id: process.env.EDGE_ID ?? '', name: 'Central', peer: '127.0.0.1:7000', url: process.env.EDGE_URL ?? '', capacity: '200' };
+/** How the page words an edge's health (the API's `health`, when it reports one). */
+const HEALTH_WORDS = { healthy: 'healthy', stale: 'stale', never_seen: 'never seen' };
+/** A signed plugin package (PLUGIN_PACKAGE) and what it is; uploaded through the page. */
+const PLUGIN = {
+  path: process.env.PLUGIN_PACKAGE ?? '',
+  name: process.env.PLUGIN_NAME ?? '',
+  version: process.env.PLUGIN_VERSION ?? '',
+  signer: process.env.PLUGIN_SIGNER ?? '',
+};
 
 const pages = []; // {label, page, problems: string[]}
 let browser = null;
 
 function environment() {
-  const missing = ['CONTROL_URL', 'ADMIN_EMAIL', 'ADMIN_PASSWORD', 'EDGE_ID', 'EDGE_URL'].filter((name) => !process.env[name]);
+  const missing = ['CONTROL_URL', 'ADMIN_EMAIL', 'ADMIN_PASSWORD', 'EDGE_ID', 'EDGE_URL', 'PLUGIN_PACKAGE', 'PLUGIN_NAME', 'PLUGIN_VERSION', 'PLUGIN_SIGNER'].filter(
+    (name) => !process.env[name],
+  );
   if (missing.length) throw new Failure(`missing environment: ${missing.join(', ')} (see the header of tests/e2e/admin.mjs)`);
   return {
     baseUrl: process.env.CONTROL_URL.replace(/\/+$/, ''),
@@ -78,6 +94,9 @@ const waitForStatus = (page, text) => waitForText(page, '#status', text, `the st
 
 /** The id of the focused element. */
 const focusedId = (page) => page.evaluate(() => document.activeElement?.id ?? null);
+
+/** The focused element's text (a button's name, with its hidden words). */
+const focusedText = (page) => page.evaluate(() => (document.activeElement?.textContent ?? '').replace(/\s+/g, ' ').trim());
 
 /** Presses Tab until the element `id` has focus (within a bound). */
 async function tabTo(page, id) {
@@ -202,12 +221,113 @@ async function run() {
   ok('an edge with a bad id is refused and its field focused');
   await edgeForm.getByLabel('Node id', { exact: true }).fill(EDGE.id);
   await edgeForm.getByRole('button', { name: 'Register edge' }).click();
-  await waitForText(page, '#edge-table tbody tr', `${EDGE.name} ${EDGE.id.slice(0, 12)}… active 0 / ${EDGE.capacity}`);
+  await waitForText(page, '#edge-table tbody tr', `${EDGE.name} ${EDGE.id.slice(0, 12)}… active`);
+  await waitForText(page, '#edge-table tbody tr', `0 / ${EDGE.capacity}`);
   await waitUntil('the form forgets the edge', async () => {
     const error = await formError(page, 'edge-form');
     return { ok: error === '', observed: error };
   });
   ok('an edge is registered and listed with its status and load');
+
+  // Its health, in words, as far as the API reports it (the fields may not be there yet).
+  const reported = await page.evaluate(async (id) => {
+    const { edges } = await (await fetch('/api/v1/edges')).json();
+    const edge = edges.find((e) => e.id === id) ?? {};
+    return { health: edge.health ?? null, restartNeeded: edge.restart_needed ?? null };
+  }, EDGE.id);
+  const statusCell = (await texts(page, `#edge-table tbody tr[data-edge="${EDGE.id}"] td:nth-child(2)`))[0] ?? '';
+  if (reported.health !== null) {
+    const words = HEALTH_WORDS[reported.health];
+    if (!words || !statusCell.includes(words)) throw new Failure(`the edge's health (${reported.health}) is not shown in words`, statusCell);
+  }
+  if ((reported.restartNeeded === true) !== statusCell.includes('restart needed')) {
+    throw new Failure(`"restart needed" is shown wrongly (the API says ${reported.restartNeeded})`, statusCell);
+  }
+  ok(`the edge's status cell shows what the API reports (health ${reported.health ?? 'not reported'}, restart needed ${reported.restartNeeded ?? 'not reported'})`);
+
+  // ---- An enrolment code for a new edge: shown once, listed as open ----
+  const enrolmentForm = page.locator('#enrolment-form');
+  const minutes = enrolmentForm.getByLabel('Valid for (minutes)', { exact: true });
+  if ((await minutes.inputValue()) !== '60') throw new Failure('a code is not valid for 60 minutes by default', await minutes.inputValue());
+  await minutes.fill('0');
+  await enrolmentForm.getByRole('button', { name: 'Make enrolment code' }).click();
+  await waitForText(page, '#enrolment-form [data-error]', 'Minutes is between 1 and 10080.');
+  await expectFocus(page, 'enrolment-minutes', 'the refused field');
+  await minutes.fill('90');
+  await enrolmentForm.getByRole('button', { name: 'Make enrolment code' }).click();
+  await page.locator('#enrolment-shown').waitFor({ state: 'visible' });
+  await expectFocus(page, 'enrolment-shown', 'the new code');
+  await waitForStatus(page, 'Made an enrolment code.');
+  const shown = page.locator('#enrolment-shown');
+  const code = await shown.getByLabel('Code', { exact: true }).inputValue();
+  if (!/^enrol_[0-9a-f]{32}$/.test(code)) throw new Failure('the new enrolment code is not shown', code);
+  const command = await shown.getByLabel('Command to start the edge with', { exact: true }).inputValue();
+  const expectedCommand = `multistream-node --control-url ${env.baseUrl} --enrolment-code ${code}`;
+  if (command !== expectedCommand) throw new Failure(`the edge's command line is not ${expectedCommand}`, command);
+  await waitForText(page, '#enrolment-table tbody tr', 'open');
+  const codeRows = await texts(page, '#enrolment-table tbody tr');
+  if (codeRows.length !== 1 || !/^[0-9a-f]{12} /.test(codeRows[0]) || !codeRows[0].includes('by Ada Admin')) {
+    throw new Failure('the code is not listed once, by an opaque id, as made by the administrator', codeRows);
+  }
+  const expiry = await page.evaluate(async () => {
+    const { enrolment_codes: codes } = await (await fetch('/api/v1/enrolment-codes')).json();
+    return Date.parse(codes[0].expires_at) - Date.parse(codes[0].created_at);
+  });
+  if (expiry !== 90 * 60_000) throw new Failure('the code is not valid for the 90 minutes asked for', expiry);
+  await shown.getByRole('button', { name: 'Done' }).click();
+  await expectFocus(page, 'enrolment-minutes', 'done with the code');
+  const shownAfter = await page.evaluate(() => document.documentElement.outerHTML + [...document.querySelectorAll('input, textarea')].map((e) => e.value).join(' '));
+  if (shownAfter.includes(code.slice('enrol_'.length))) throw new Failure('the code is still on the page after Done', code);
+  ok('an enrolment code is made (a duration out of range refused), shown once with the edge\'s command line, and listed as open');
+
+  // ---- A plugin: a garbage file refused, a signed package uploaded, approved, rolled out ----
+  await navigate(page, 'Plugins', 'plugins');
+  const pluginForm = page.locator('#plugin-form');
+  const packageField = pluginForm.getByLabel('Signed package (.msplugin)', { exact: true });
+  await packageField.setInputFiles({ name: 'garbage.msplugin', mimeType: 'application/octet-stream', buffer: Buffer.from('not a package at all') });
+  await pluginForm.getByRole('button', { name: 'Upload package' }).click();
+  await waitForText(page, '#plugin-form [data-error]', 'Not a multistream plugin package');
+  await expectFocus(page, 'plugin-file', 'the refused file');
+  if ((await texts(page, '#plugin-table tbody tr')).length !== 0) throw new Failure('a refused package was listed', await texts(page, '#plugin-table tbody tr'));
+  ok('a garbage file is refused with the API\'s message on the page');
+  const label = `${PLUGIN.name} ${PLUGIN.version}`;
+  await packageField.setInputFiles(PLUGIN.path);
+  await pluginForm.getByRole('button', { name: 'Upload package' }).click();
+  await waitForText(page, '#plugin-table tbody tr', label);
+  await waitForStatus(page, `Uploaded ${label}.`);
+  const uploadedRow = (await texts(page, '#plugin-table tbody tr'))[0];
+  for (const expected of [
+    'Polls',
+    'Add its own entries to the class record',
+    'Show panels to teachers and students',
+    `${PLUGIN.signer.slice(0, 12)}…`,
+    'not approved',
+    'not rolled out',
+  ]) {
+    if (!uploadedRow.includes(expected)) throw new Failure(`the uploaded package's row does not show "${expected}"`, uploadedRow);
+  }
+  const signerTitle = await page.locator('#plugin-table tbody tr td:nth-child(3) code').getAttribute('title');
+  if (signerTitle !== PLUGIN.signer) throw new Failure('the signer\'s full key is not in its title', signerTitle);
+  if (await formError(page, 'plugin-form')) throw new Failure('the earlier refusal is still shown', await formError(page, 'plugin-form'));
+  ok('a signed package is uploaded and listed with its manifest in words and its signer');
+  await page.getByRole('button', { name: `Approve ${label}` }).click();
+  await waitForStatus(page, `Approved ${label}`);
+  await waitUntil('the list says approved, and by whom', async () => {
+    const [row] = await texts(page, '#plugin-table tbody tr');
+    return { ok: row?.includes('approved') && !row.includes('not approved') && row.includes('by Ada Admin'), observed: row };
+  });
+  // Focus moves to the row's next step, so the keyboard carries on from there.
+  await waitUntil('focus is on the Roll out button', async () => {
+    const text = await focusedText(page);
+    return { ok: text === `Roll out ${label}`, observed: text };
+  });
+  await page.keyboard.press('Enter');
+  await waitForStatus(page, `Rolled out ${label}`);
+  await waitUntil('the list says approved and rolled out', async () => {
+    const [row] = await texts(page, '#plugin-table tbody tr');
+    return { ok: row?.includes('rolled out') && !row.includes('not rolled out') && !row.includes('not approved'), observed: row };
+  });
+  ok('the package is approved and rolled out (the keyboard carrying on from Approve to Roll out)');
 
   // ---- A session ----
   await navigate(page, 'Sessions', 'sessions');

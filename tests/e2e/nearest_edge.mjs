@@ -4,6 +4,10 @@
 // ("Central") and edge 1 ("North campus", whose campus network is the browser's own address,
 // 127.0.0.1/32). The class's home is edge 0.
 //
+// First a personal link to edge 0 (an access token, as a control plane's join link carries): the
+// page times both edges, asks edge 0 where it belongs, and moves to edge 1 (campus) with the same
+// token, saying why; that student leaves.
+//
 // A student opens the invitation link of edge 0 and types a name. The page times both edges'
 // /healthz, joins through edge 0, and is sent on to edge 1 (campus), carrying its token in the
 // fragment; edge 1's page says "Joined through North campus (your campus network)." The student
@@ -12,6 +16,7 @@
 // there (the earlier chat line still shown once, a new one acknowledged by edge 0).
 //
 //   INVITE_LINK='http://127.0.0.1:PORT0/s/class#invite=…' EDGE0_URL=http://127.0.0.1:PORT0 \
+//   PERSONAL_LINK='http://127.0.0.1:PORT0/s/class#token=…' \
 //   EDGE1_URL=http://127.0.0.1:PORT1 EDGE1_PID=1234 node tests/e2e/nearest_edge.mjs
 //
 // Every wait polls for a condition with a bound; nothing sleeps and hopes. Prints one line per
@@ -40,11 +45,12 @@ const consoleLines = [];
 const trimUrl = (url) => url.replace(/\/+$/, '');
 
 function environment() {
-  const names = ['INVITE_LINK', 'EDGE0_URL', 'EDGE1_URL', 'EDGE1_PID'];
+  const names = ['INVITE_LINK', 'PERSONAL_LINK', 'EDGE0_URL', 'EDGE1_URL', 'EDGE1_PID'];
   const missing = names.filter((name) => !process.env[name]);
   if (missing.length) throw new Failure(`missing environment: ${missing.join(', ')} (see the header of tests/e2e/nearest_edge.mjs)`);
   return {
     invite: process.env.INVITE_LINK,
+    personal: process.env.PERSONAL_LINK,
     edge0: trimUrl(process.env.EDGE0_URL),
     edge1: trimUrl(process.env.EDGE1_URL),
     edge1Pid: Number(process.env.EDGE1_PID),
@@ -91,13 +97,32 @@ async function run() {
     throw new Failure(`Chromium could not be launched from ${env.chromiumPath}: ${error.message.split('\n')[0]}`);
   }
   console.log(`ok - launched Chromium ${browser.version()}`);
+  const errors = [];
+  const placed = 'Joined through North campus (your campus network).';
+
+  // A personal link to edge 0 lands on the campus edge, with its own token.
+  const linked = await browser.newContext();
+  const linkedPage = await linked.newPage();
+  linkedPage.on('pageerror', (error) => errors.push(String(error.stack || error)));
+  await linkedPage.goto(env.personal, { timeout: PAGE_TIMEOUT_MS });
+  const linkedMs = await waitInPage(linkedPage, 'the personal link is sent to edge 1, connected and in step',
+    (edge1) => window.location.origin === edge1 && window.multistream?.state().connected && window.multistream.state().synced,
+    env.edge1);
+  await waitInPage(linkedPage, `the personal link's page says "${placed}"`,
+    (text) => window.multistream.state().placement === text
+      && document.getElementById('edge-status').textContent === 'Server: North campus',
+    placed);
+  if (/#|token=/.test(linkedPage.url())) throw new Failure('the token stayed in the address bar', linkedPage.url());
+  console.log(`ok - a personal link to edge 0 was placed on edge 1, its campus edge, with the same token (${linkedMs} ms)`);
+  await linkedPage.locator('#leave').click({ timeout: PAGE_TIMEOUT_MS });
+  await linked.close();
+
   const context = await browser.newContext();
   const page = await context.newPage();
   page.on('console', (message) => {
     consoleLines.push(`[${message.type()}] ${message.text()}`);
     if (consoleLines.length > CONSOLE_LINES_MAX) consoleLines.shift();
   });
-  const errors = [];
   page.on('pageerror', (error) => errors.push(String(error.stack || error)));
 
   // The invitation of edge 0; the page times the edges, joins, and is sent to its campus edge.
@@ -107,7 +132,6 @@ async function run() {
   const joinMs = await waitInPage(page, 'sent to edge 1, connected and in step with the class',
     (edge1) => window.location.origin === edge1 && window.multistream?.state().connected && window.multistream.state().synced,
     env.edge1);
-  const placed = 'Joined through North campus (your campus network).';
   await waitInPage(page, `says "${placed}"`,
     (text) => window.multistream.state().placement === text
       && document.getElementById('notice-text').textContent === text

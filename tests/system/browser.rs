@@ -156,9 +156,10 @@ fn polls_and_questions_in_chromium() {
 }
 
 /// Placement and moving between edges in Chromium (`tests/e2e/nearest_edge.mjs`): two edges with
-/// a cluster issuer; edge 1 serves the browser's own network (127.0.0.1/32), so a join through
-/// edge 0's invitation is sent there; then edge 1 is killed and the page carries on through
-/// edge 0, the class's home, with the same token and its place in the log.
+/// a cluster issuer; edge 1 serves the browser's own network (127.0.0.1/32), so a personal link
+/// to edge 0 (as a control plane's join link is) and a join through edge 0's invitation are both
+/// sent there; then edge 1 is killed and the page carries on through edge 0, the class's home,
+/// with the same token and its place in the log.
 #[test]
 fn a_join_is_sent_to_its_campus_edge_and_moves_when_it_dies_in_chromium() {
     let cluster =
@@ -227,10 +228,31 @@ fn a_join_is_sent_to_its_campus_edge_and_moves_when_it_dies_in_chromium() {
         ],
     )
     .expect("an invitation");
+    // A personal link, as a control plane's join link is: an access token on the class's home.
+    let personal = multistream_tests::node_process::token_in(
+        &cluster.dirs[0],
+        &[
+            "--session",
+            &session,
+            "--identity",
+            "s-linked",
+            "--name",
+            "Student Linked",
+            "--role",
+            "student",
+            "--issuer-key",
+            &key_arg,
+        ],
+    )
+    .expect("a personal token");
     let env = [
         (
             "INVITE_LINK",
             format!("{}/s/{session}#invite={invite}", edge0.base_url),
+        ),
+        (
+            "PERSONAL_LINK",
+            format!("{}/s/{session}#token={personal}", edge0.base_url),
         ),
         ("EDGE0_URL", edge0.base_url.clone()),
         ("EDGE1_URL", edge1.base_url.clone()),

@@ -5,9 +5,12 @@
 //!   added without documenting it fails here), each of which the live service answers;
 //! - the UI's page and assets carry a strict Content-Security-Policy and `nosniff`, and the page
 //!   has no inline script or style;
-//! - the read-only endpoints the UI adds (a course's members, API keys) answer whom they should;
+//! - the read-only endpoints the UI adds (a course's members, API keys, enrolment codes) answer
+//!   whom they should, and never show a secret;
 //! - in Chromium (`tests/e2e/admin.mjs`): an administrator signs in with the keyboard, creates a
-//!   course, a teacher and an edge, schedules, lists and edits a session, and sees a refusal.
+//!   course, a teacher and an edge, makes an enrolment code, uploads (after a refused garbage
+//!   file), approves and rolls out a signed plugin package, schedules, lists and edits a
+//!   session, and sees refusals.
 //!
 //! The browser test needs `node`, Chromium and `tests/e2e/node_modules` (the README's test command
 //! installs them); a missing browser fails the test, it is never skipped.
@@ -479,6 +482,182 @@ async fn members_and_api_keys_are_listed_to_whom_they_should_be() {
     control.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolment_codes_are_listed_to_administrators_only_on_sqlite() {
+    enrolment_codes_are_listed_to_administrators_only(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolment_codes_are_listed_to_administrators_only_on_postgresql() {
+    enrolment_codes_are_listed_to_administrators_only(Backend::Postgres).await;
+}
+
+/// Enrolment codes are listed to administrators only, newest first, each open, used (by which
+/// edge) or expired, under an opaque id: never the code, nor the whole of its hash. (On both
+/// databases: the list joins the edges for the name of the one that used a code.)
+async fn enrolment_codes_are_listed_to_administrators_only(backend: Backend) {
+    use multistream_control::db::{now_ms, sha256_hex};
+
+    let control = Control::start(&format!("control-ui-enrolment-codes-{backend:?}"), backend)
+        .await
+        .expect("the control plane starts");
+    let admin = control
+        .sign_in(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await
+        .expect("the admin signs in");
+    let post = async |auth: Option<&str>, path: &str, body: Value| {
+        let response = control.call("POST", path, auth, Some(&body)).await;
+        assert_eq!(response.status, 201, "POST {path}: {}", response.body);
+        json(&response)
+    };
+    let list = async |auth: Option<&str>| {
+        control
+            .call("GET", "/api/v1/enrolment-codes", auth, None)
+            .await
+    };
+    let empty = list(Some(&admin)).await;
+    assert_eq!(empty.status, 200, "{}", empty.body);
+    assert_eq!(json(&empty)["enrolment_codes"], json!([]));
+
+    // A teacher of a course, with a cookie and an API key.
+    let course = post(
+        Some(&admin),
+        "/api/v1/courses",
+        json!({ "code": "PHY-101", "title": "Physics" }),
+    )
+    .await;
+    let teacher = post(
+        Some(&admin),
+        "/api/v1/users",
+        json!({
+            "email": "teacher@school.example",
+            "name": "Teacher",
+            "password": "a long enough password",
+        }),
+    )
+    .await;
+    post(
+        Some(&admin),
+        &format!(
+            "/api/v1/courses/{}/members",
+            course["id"].as_str().expect("an id")
+        ),
+        json!({ "user_id": teacher["id"], "role": "teacher" }),
+    )
+    .await;
+    let teacher_cookie = control
+        .sign_in("teacher@school.example", "a long enough password")
+        .await
+        .expect("the teacher signs in");
+    let teacher_key = post(
+        Some(&teacher_cookie),
+        "/api/v1/api-keys",
+        json!({ "name": "script" }),
+    )
+    .await["key"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
+
+    // Three codes: one an edge enrols with, one left open, one expired.
+    let code_of = |made: &Value| made["code"].as_str().expect("a code").to_owned();
+    let used = code_of(
+        &post(
+            Some(&admin),
+            "/api/v1/enrolment-codes",
+            json!({ "minutes": 30 }),
+        )
+        .await,
+    );
+    let open = code_of(&post(Some(&admin), "/api/v1/enrolment-codes", json!({})).await);
+    post(
+        None,
+        "/api/v1/enrol",
+        json!({
+            "code": used,
+            "node_id": "a".repeat(64),
+            "name": "North",
+            "peer_addr": "127.0.0.1:9",
+            "public_url": "http://127.0.0.1:9",
+            "capacity": 5,
+        }),
+    )
+    .await;
+    let expired = "enrol_00000000000000000000000000000000";
+    sqlx::query(
+        "INSERT INTO enrolment_codes (code_hash, created_by, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(sha256_hex(expired))
+    .bind(&control.admin_id)
+    .bind(now_ms() - 60_000)
+    .bind(now_ms() - 120_000)
+    .execute(&control.db.pool)
+    .await
+    .expect("an expired code is written");
+
+    let listed = list(Some(&admin)).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    for code in [&used, &open, &expired.to_owned()] {
+        let hex = code.trim_start_matches("enrol_");
+        assert!(
+            !listed.body.contains(hex),
+            "the list shows a code: {}",
+            listed.body
+        );
+        assert!(
+            !listed.body.contains(&sha256_hex(code)),
+            "the list shows a code's whole hash: {}",
+            listed.body
+        );
+    }
+    let codes = json(&listed)["enrolment_codes"].clone();
+    let codes = codes.as_array().expect("a list");
+    assert_eq!(codes.len(), 3, "{codes:?}");
+    let row_of = |code: &str| {
+        let hash = sha256_hex(code);
+        let rows: Vec<&Value> = codes
+            .iter()
+            .filter(|row| {
+                row["id"]
+                    .as_str()
+                    .is_some_and(|id| id.len() == 12 && hash.starts_with(id))
+            })
+            .collect();
+        assert_eq!(rows.len(), 1, "{code}'s row by its id: {codes:?}");
+        rows[0].clone()
+    };
+    let (used_row, open_row, expired_row) = (row_of(&used), row_of(&open), row_of(expired));
+    assert_eq!(used_row["state"], "used", "{used_row}");
+    assert!(used_row["used_at"].is_string(), "{used_row}");
+    assert_eq!(
+        used_row["used_by"],
+        json!({ "id": "a".repeat(64), "name": "North" })
+    );
+    assert_eq!(open_row["state"], "open", "{open_row}");
+    assert_eq!(
+        (&open_row["used_at"], &open_row["used_by"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(expired_row["state"], "expired", "{expired_row}");
+    for row in [&used_row, &open_row, &expired_row] {
+        assert_eq!(row["created_by"]["id"], control.admin_id.as_str());
+        assert!(row["created_at"].is_string() && row["expires_at"].is_string());
+    }
+    // Newest first: the expired code was made before the others.
+    assert_eq!(codes[2]["id"], expired_row["id"], "{codes:?}");
+
+    // Nobody else: a teacher's cookie and API key are refused, and no one signed in at all.
+    for auth in [&teacher_cookie, &teacher_key] {
+        let refused = list(Some(auth)).await;
+        assert_eq!(refused.status, 403, "{}", refused.body);
+        assert_eq!(json(&refused)["error"], "forbidden");
+        assert!(!refused.body.contains("enrol_"), "{}", refused.body);
+    }
+    assert_eq!(list(None).await.status, 401);
+    control.stop().await;
+}
+
 /// Runs the e2e script `script` (in `tests/e2e`) with `env`, within [`SCENARIO_DEADLINE`].
 async fn run_script(script: &'static str, env: Vec<(&'static str, String)>) {
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e");
@@ -531,6 +710,25 @@ async fn an_admin_schedules_a_session_in_chromium() {
     )
     .expect("the edge starts");
     let edge_id = multistream_tests::node_process::node_id(&edge.data_dir).expect("its id");
+    // A signed plugin package, for the page to upload.
+    let signing = multistream_tests::node_process::fresh_data_dir("control-ui-signing");
+    let (key, signer) = crate::plugins::signing_key(&signing, "school.key");
+    let package = crate::plugins::cli(&[
+        "plugin-sign",
+        "--key",
+        &key.to_string_lossy(),
+        "--out",
+        &signing.to_string_lossy(),
+        &crate::plugins::wasm("multistream_plugin_polls.wasm").to_string_lossy(),
+    ]);
+    // `<name>-<version>.msplugin`, as `plugin-sign` names it.
+    let version = Path::new(&package)
+        .file_name()
+        .and_then(|f| f.to_str())
+        .and_then(|f| f.strip_prefix("polls-"))
+        .and_then(|f| f.strip_suffix(".msplugin"))
+        .unwrap_or_else(|| panic!("{package} is not named polls-<version>.msplugin"))
+        .to_owned();
     run_script(
         "admin.mjs",
         vec![
@@ -539,10 +737,15 @@ async fn an_admin_schedules_a_session_in_chromium() {
             ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
             ("EDGE_ID", edge_id),
             ("EDGE_URL", edge.base_url.clone()),
+            ("PLUGIN_PACKAGE", package.clone()),
+            ("PLUGIN_NAME", "polls".to_owned()),
+            ("PLUGIN_VERSION", version.clone()),
+            ("PLUGIN_SIGNER", signer.clone()),
         ],
     )
     .await;
     assert!(edge.stop(), "the edge exits cleanly");
+    let _ = std::fs::remove_dir_all(&signing);
 
     // What the page did is in the database.
     let admin = control
@@ -587,5 +790,42 @@ async fn an_admin_schedules_a_session_in_chromium() {
         edges["edges"][0]["status"], "draining",
         "the page drained the edge"
     );
+
+    // The package the page uploaded, approved and rolled out.
+    let plugins = json(
+        &control
+            .call("GET", "/api/v1/plugins", Some(&admin), None)
+            .await,
+    );
+    let plugins = plugins["plugins"].as_array().expect("a list").clone();
+    assert_eq!(plugins.len(), 1, "only the signed package: {plugins:?}");
+    let plugin = &plugins[0];
+    assert_eq!(plugin["name"], "polls");
+    assert_eq!(plugin["version"], version.as_str());
+    assert_eq!(plugin["signer"], signer.as_str());
+    assert_eq!(plugin["approved"], true, "the page approved it: {plugin}");
+    assert_eq!(
+        (
+            &plugin["approved_by"]["name"],
+            plugin["approved_at"].is_string()
+        ),
+        (&json!("Ada Admin"), true),
+        "who approved it and when: {plugin}"
+    );
+    assert_eq!(
+        plugin["rolled_out"], true,
+        "the page rolled it out: {plugin}"
+    );
+
+    // The enrolment code the page made: listed, open, never shown again.
+    let listed = control
+        .call("GET", "/api/v1/enrolment-codes", Some(&admin), None)
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert!(!listed.body.contains("enrol_"), "{}", listed.body);
+    let codes = json(&listed)["enrolment_codes"].clone();
+    assert_eq!(codes.as_array().map(Vec::len), Some(1), "{codes}");
+    assert_eq!(codes[0]["state"], "open", "{codes}");
+    assert_eq!(codes[0]["created_by"]["id"], control.admin_id.as_str());
     control.stop().await;
 }
