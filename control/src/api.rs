@@ -807,6 +807,7 @@ pub(crate) fn edge_view(row: &AnyRow, now: i64, heartbeat_secs: u64) -> Result<V
         "last_seen_at": last_seen_at.map_or(Value::Null, rfc3339),
         "health": edge_health(last_seen_at, now, heartbeat_secs),
         "restart_needed": row.try_get::<i64, _>("restart_needed")? != 0,
+        "recorder": row.try_get::<i64, _>("recorder")? != 0,
     }))
 }
 
@@ -1088,7 +1089,7 @@ async fn settle(
         ));
     }
 
-    let edge = sqlx::query("SELECT id, status, capacity FROM edges WHERE id = $1")
+    let edge = sqlx::query("SELECT id, status, capacity, recorder FROM edges WHERE id = $1")
         .bind(&session.home_edge_id)
         .fetch_optional(&state.db.pool)
         .await?
@@ -1097,6 +1098,7 @@ async fn settle(
                 id: r.try_get("id")?,
                 status: r.try_get("status")?,
                 capacity: r.try_get("capacity")?,
+                records: r.try_get::<i64, _>("recorder")? != 0,
             })
         })
         .transpose()?;
@@ -1129,6 +1131,7 @@ async fn settle(
         teacher_id: session.teacher_id.clone(),
         room: session.room.clone(),
         capacity: session.capacity,
+        recording_required: session.recording_policy == "required",
     };
     schedule::check(
         &proposal,

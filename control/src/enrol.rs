@@ -221,6 +221,10 @@ struct Heartbeat {
     /// The edges listed differ from the ones it runs with: it links with them after a restart.
     #[serde(default)]
     restart_needed: bool,
+    /// Whether it can record a class (sessions requiring a recording are booked only on an
+    /// edge that can).
+    #[serde(default)]
+    recorder: bool,
     /// Its name and addresses now (a restarted edge may have new ones); all three or none.
     #[serde(default)]
     name: Option<String>,
@@ -268,13 +272,14 @@ async fn heartbeat(
     }
     let now = now_ms();
     sqlx::query(
-        "UPDATE edges SET version = $1, load = $2, sessions = $3, last_seen_at = $4, restart_needed = $5 WHERE id = $6",
+        "UPDATE edges SET version = $1, load = $2, sessions = $3, last_seen_at = $4, restart_needed = $5, recorder = $6 WHERE id = $7",
     )
     .bind(request.version.chars().take(64).collect::<String>())
     .bind(request.load.clamp(0, i64::from(u32::MAX)))
     .bind(request.sessions.clamp(0, i64::from(u32::MAX)))
     .bind(now)
     .bind(i64::from(request.restart_needed))
+    .bind(i64::from(request.recorder))
     .bind(&id)
     .execute(&state.db.pool)
     .await?;

@@ -19,6 +19,8 @@ pub struct EdgeFacts {
     pub id: String,
     pub status: String,
     pub capacity: i64,
+    /// Whether it says it can record a class (it reports this when it checks in).
+    pub records: bool,
 }
 
 /// A session already booked that overlaps the proposed one in time.
@@ -38,6 +40,8 @@ pub struct Proposal {
     pub teacher_id: String,
     pub room: Option<String>,
     pub capacity: i64,
+    /// Its recording policy is `required`: it may not start without a recorder.
+    pub recording_required: bool,
 }
 
 /// Why a session cannot be booked (or changed that way). The code is stable; the message is
@@ -61,6 +65,10 @@ pub enum Refusal {
         limit: i64,
         capacity: i64,
     },
+    #[error(
+        "edge {edge} cannot record, and this session requires a recording: choose a recording policy of off or optional, or an edge that records"
+    )]
+    RecorderUnavailable { edge: String },
     #[error("the teacher already teaches \"{title}\" then")]
     TeacherBusy { session: String, title: String },
     #[error("room {room} is already booked for \"{title}\" then")]
@@ -104,6 +112,13 @@ pub fn check(
             edge: edge.id.clone(),
             limit: edge.capacity,
             capacity: proposal.capacity,
+        });
+    }
+    // The seed's rule for recording: a class that requires one hard-fails rather than run
+    // unrecorded, so it is refused when it is booked, not when it is about to start.
+    if proposal.recording_required && !edge.records {
+        return Err(Refusal::RecorderUnavailable {
+            edge: edge.id.clone(),
         });
     }
     if let Some(other) = overlapping
@@ -179,6 +194,7 @@ mod tests {
             id: "north".into(),
             status: status.into(),
             capacity: 200,
+            records: false,
         }
     }
 
@@ -189,6 +205,7 @@ mod tests {
             teacher_id: "t1".into(),
             room: Some("B12".into()),
             capacity: 30,
+            recording_required: false,
         }
     }
 
@@ -322,5 +339,29 @@ mod tests {
             Err(StartRefusal::Ended)
         );
         assert_eq!(may_start(starts + 1, "live", starts, ends, margin), Ok(()));
+    }
+
+    #[test]
+    fn a_required_recording_needs_an_edge_that_records() {
+        let required = Proposal {
+            recording_required: true,
+            ..proposal()
+        };
+        assert_eq!(
+            check(&required, Some(&edge("active")), "north", &[]),
+            Err(Refusal::RecorderUnavailable {
+                edge: "north".into()
+            })
+        );
+        let recorder = EdgeFacts {
+            records: true,
+            ..edge("active")
+        };
+        assert_eq!(check(&required, Some(&recorder), "north", &[]), Ok(()));
+        // Optional or off: any edge.
+        assert_eq!(
+            check(&proposal(), Some(&edge("active")), "north", &[]),
+            Ok(())
+        );
     }
 }

@@ -22,6 +22,7 @@ const REFUSAL_FIELDS = {
   above_edge_capacity: 'capacity',
   unknown_edge: 'home_edge_id',
   edge_unavailable: 'home_edge_id',
+  recorder_unavailable: 'recording_policy',
   teacher_busy: 'teacher_id',
   room_busy: 'room',
 };

@@ -86,6 +86,10 @@ pub struct RolledOut {
     pub signer: String,
 }
 
+/// Whether this edge can record a class, as it tells the control plane: it has no recorder
+/// yet, so sessions that require a recording are not booked on it.
+pub const RECORDER: bool = false;
+
 /// Plugins rolled out at once, at most.
 pub const ROLLED_OUT_MAX: usize = 64;
 
@@ -334,6 +338,7 @@ pub fn spawn_heartbeat(
                 "load": figures.load,
                 "sessions": figures.sessions,
                 "restart_needed": counters.restart_needed.load(Ordering::Relaxed) == 1,
+                "recorder": RECORDER,
                 // Where it is now: a restarted edge may have new ports.
                 "name": figures.name,
                 "public_url": figures.url,

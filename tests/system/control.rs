@@ -200,8 +200,14 @@ async fn scenario(backend: Backend) {
         Some(tess.as_str()),
         "a teacher's session is theirs"
     );
-    let refusals: [(Value, u16, &str); 7] = [
+    let refusals: [(Value, u16, &str); 8] = [
         (session(start + HOUR, start, None), 422, "ends_before_start"),
+        // No edge here records yet: a class that requires a recording cannot be booked.
+        (
+            json!({ "recording_policy": "required" }),
+            422,
+            "recorder_unavailable",
+        ),
         (
             json!({ "home_edge_id": "c".repeat(64) }),
             422,
@@ -677,7 +683,7 @@ async fn scenario(backend: Backend) {
             "POST",
             &heartbeat,
             Some(&secret),
-            Some(&json!({ "load": 3, "sessions": 1, "name": "Annex", "public_url": "http://127.0.0.1:10", "peer_addr": "127.0.0.1:11" })),
+            Some(&json!({ "load": 3, "sessions": 1, "name": "Annex", "public_url": "http://127.0.0.1:10", "peer_addr": "127.0.0.1:11", "recorder": true })),
         )
         .await;
     assert_eq!(checked_in.status, 200, "{}", checked_in.body);
@@ -708,6 +714,21 @@ async fn scenario(backend: Backend) {
         ),
         "{inventory}"
     );
+    // An edge that says it records may take a class that requires a recording.
+    let recorded = control
+        .call(
+            "POST",
+            "/api/v1/sessions",
+            Some(&admin),
+            Some(&json!({
+                "course_id": history, "title": "Recorded lecture", "starts_at": at(start + 30 * HOUR),
+                "ends_at": at(start + 31 * HOUR), "teacher_id": uma, "home_edge_id": "d".repeat(64),
+                "capacity": 5, "recording_policy": "required",
+            })),
+        )
+        .await;
+    assert_eq!(recorded.status, 201, "{}", recorded.body);
+    assert_eq!(annex["recorder"], true, "{inventory}");
 
     // Signing out ends the cookie.
     assert_eq!(
