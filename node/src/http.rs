@@ -866,6 +866,41 @@ fn place(
     }
 }
 
+/// Places the holder of `claims` ([`place`]), counts and logs the decision (`what` happened),
+/// and answers `{edge: {id, name, url}, placement, redirect?}`.
+fn placement_answer(
+    state: &AppState,
+    client: std::net::IpAddr,
+    rtts: &[(NodeId, Duration)],
+    claims: &Claims,
+    what: &'static str,
+) -> serde_json::Value {
+    let placed = place(state, client, rtts, &claims.iss);
+    let reason = placed.placement["reason"].as_str().unwrap_or("only_choice");
+    state.placements.count(reason, placed.redirect);
+    info!(
+        session = %claims.sid,
+        participant = %claims.sub,
+        role = claims.role.as_str(),
+        edge = %placed.edge.report.name,
+        reason,
+        redirect = placed.redirect,
+        "{what}"
+    );
+    let mut answer = serde_json::json!({
+        "edge": {
+            "id": placed.edge.id.0,
+            "name": placed.edge.report.name,
+            "url": placed.edge.url,
+        },
+        "placement": placed.placement,
+    });
+    if placed.redirect {
+        answer["redirect"] = format!("{}/s/{}", placed.edge.url, claims.sid).into();
+    }
+    answer
+}
+
 /// Trades an invitation for a personal access token with a fresh participant id, and places the
 /// participant: on this edge, or on another one the browser is sent to (`redirect`).
 async fn join(
@@ -907,30 +942,8 @@ async fn join(
             iat: now,
             exp: invite.exp.min(now + ACCESS_TOKEN_LIFETIME_SECS),
         };
-        let placed = place(&state, client.ip(), &rtts, &claims.iss);
-        let reason = placed.placement["reason"].as_str().unwrap_or("only_choice");
-        state.placements.count(reason, placed.redirect);
-        info!(
-            session = %claims.sid,
-            participant = %claims.sub,
-            role = claims.role.as_str(),
-            edge = %placed.edge.report.name,
-            reason,
-            redirect = placed.redirect,
-            "joined by invitation"
-        );
-        let mut answer = serde_json::json!({
-            "token": state.issuer.sign(&claims),
-            "edge": {
-                "id": placed.edge.id.0,
-                "name": placed.edge.report.name,
-                "url": placed.edge.url,
-            },
-            "placement": placed.placement,
-        });
-        if placed.redirect {
-            answer["redirect"] = format!("{}/s/{}", placed.edge.url, claims.sid).into();
-        }
+        let mut answer = placement_answer(&state, client.ip(), &rtts, &claims, "joined by invitation");
+        answer["token"] = state.issuer.sign(&claims).into();
         Ok(axum::Json(answer).into_response())
     }
     .await;
@@ -982,28 +995,13 @@ async fn place_arrival(
             })?
         };
         let rtts = parse_rtts(request.rtts)?;
-        let placed = place(&state, client.ip(), &rtts, &claims.iss);
-        let reason = placed.placement["reason"].as_str().unwrap_or("only_choice");
-        state.placements.count(reason, placed.redirect);
-        info!(
-            session = %claims.sid,
-            participant = %claims.sub,
-            edge = %placed.edge.report.name,
-            reason,
-            redirect = placed.redirect,
-            "placed a participant arriving with a token"
+        let answer = placement_answer(
+            &state,
+            client.ip(),
+            &rtts,
+            &claims,
+            "placed a participant arriving with a token",
         );
-        let mut answer = serde_json::json!({
-            "edge": {
-                "id": placed.edge.id.0,
-                "name": placed.edge.report.name,
-                "url": placed.edge.url,
-            },
-            "placement": placed.placement,
-        });
-        if placed.redirect {
-            answer["redirect"] = format!("{}/s/{}", placed.edge.url, claims.sid).into();
-        }
         Ok(axum::Json(answer).into_response())
     }
     .await;
