@@ -141,13 +141,15 @@ async fn enrol(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     );
     let version: String = request.version.chars().take(64).collect();
     let now = now_ms();
-    // Consumed here, atomically: a second use of the code, or an expired one, changes nothing.
+    // One transaction: the code is consumed (a second use, or an expired code, changes
+    // nothing), the edge written and the code marked as used by it, or none of these.
+    let mut tx = state.db.pool.begin().await?;
     let consumed = sqlx::query(
         "UPDATE enrolment_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1",
     )
     .bind(now)
     .bind(sha256_hex(request.code.trim()))
-    .execute(&state.db.pool)
+    .execute(&mut *tx)
     .await?;
     if consumed.rows_affected() != 1 {
         info!(node = %node_id, "an enrolment with a bad, used or expired code was refused");
@@ -160,7 +162,7 @@ async fn enrol(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     let secret = format!("edge_{}", random_hex(32));
     let existing = sqlx::query("SELECT id FROM edges WHERE id = $1")
         .bind(&node_id)
-        .fetch_optional(&state.db.pool)
+        .fetch_optional(&mut *tx)
         .await?;
     if existing.is_some() {
         // Enrolling again (a rebuilt box keeping its key): new addresses and a new secret.
@@ -175,7 +177,7 @@ async fn enrol(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         .bind(sha256_hex(&secret))
         .bind(now)
         .bind(&node_id)
-        .execute(&state.db.pool)
+        .execute(&mut *tx)
         .await?;
     } else {
         sqlx::query(
@@ -190,14 +192,15 @@ async fn enrol(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         .bind(&version)
         .bind(sha256_hex(&secret))
         .bind(now)
-        .execute(&state.db.pool)
+        .execute(&mut *tx)
         .await?;
     }
     sqlx::query("UPDATE enrolment_codes SET used_by = $1 WHERE code_hash = $2")
         .bind(&node_id)
         .bind(sha256_hex(request.code.trim()))
-        .execute(&state.db.pool)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     info!(node = %node_id, %name, "edge enrolled");
     created(json!({
         "edge_id": node_id,
