@@ -916,6 +916,15 @@ impl SessionRow {
         })
     }
 
+    /// Its status as people should read it: `scheduled` or `live` past its end is `ended` (the
+    /// row keeps what was set; the schedule's rules read the times).
+    fn status_at(&self, now: i64) -> &str {
+        match self.status.as_str() {
+            "scheduled" | "live" if now >= self.ends_at => "ended",
+            status => status,
+        }
+    }
+
     fn view(&self) -> Value {
         json!({
             "id": self.id,
@@ -929,7 +938,7 @@ impl SessionRow {
             "recording_policy": self.recording_policy,
             "plugins": self.plugins,
             "capacity": self.capacity,
-            "status": self.status,
+            "status": self.status_at(now_ms()),
             "started_at": self.started_at.map_or(Value::Null, rfc3339),
         })
     }
@@ -1504,5 +1513,29 @@ mod tests {
         // A clock that moved back does not make an edge stale.
         assert_eq!(edge_health(Some(now + 5_000), now, 10), "healthy");
         assert_eq!(edge_health(Some(0), now, u64::MAX), "healthy");
+    }
+
+    #[test]
+    fn a_session_past_its_end_reads_as_ended() {
+        let row = |status: &str| SessionRow {
+            id: "s".into(),
+            course_id: "c".into(),
+            title: "Optics".into(),
+            starts_at: 1_000,
+            ends_at: 2_000,
+            teacher_id: "t".into(),
+            home_edge_id: "e".into(),
+            room: None,
+            recording_policy: "off".into(),
+            plugins: Vec::new(),
+            capacity: 30,
+            status: status.into(),
+            started_at: None,
+        };
+        assert_eq!(row("scheduled").status_at(1_999), "scheduled");
+        assert_eq!(row("live").status_at(1_500), "live");
+        assert_eq!(row("scheduled").status_at(2_000), "ended");
+        assert_eq!(row("live").status_at(9_000), "ended");
+        assert_eq!(row("cancelled").status_at(9_000), "cancelled");
     }
 }
