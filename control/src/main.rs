@@ -98,6 +98,10 @@ impl TlsArgs {
         let mut names = self.public_hosts.clone();
         if !listen.ip().is_unspecified() {
             names.push(listen.ip().to_string());
+        } else if names.is_empty() {
+            tracing::warn!(
+                "listening on every address with a self-signed certificate for localhost only: pass --public-host with the name or address edges use"
+            );
         }
         multistream_control::tls::self_signed(data_dir, &names).map(Some)
     }
