@@ -783,8 +783,9 @@ pub const STALE_AFTER_HEARTBEATS: i64 = 3;
 
 /// How an edge is doing, from when it last checked in: `healthy`, `stale` or `never_seen`.
 pub fn edge_health(last_seen_at: Option<i64>, now: i64, heartbeat_secs: u64) -> &'static str {
-    let stale_ms =
-        STALE_AFTER_HEARTBEATS * i64::try_from(heartbeat_secs).unwrap_or(i64::MAX / 4_000) * 1000;
+    let stale_ms = i64::try_from(heartbeat_secs.saturating_mul(1000))
+        .unwrap_or(i64::MAX)
+        .saturating_mul(STALE_AFTER_HEARTBEATS);
     match last_seen_at {
         None => "never_seen",
         Some(seen) if now.saturating_sub(seen) <= stale_ms => "healthy",

@@ -261,21 +261,17 @@ async fn heartbeat(
             )
         })?;
     let request: Heartbeat = json_body(&headers, &body)?;
-    if let (Some(name), Some(public_url), Some(peer_addr)) =
-        (&request.name, &request.public_url, &request.peer_addr)
-    {
-        let moved = crate::api::EdgeFields::check(&id, name, peer_addr, public_url, 1)?;
-        sqlx::query("UPDATE edges SET name = $1, public_url = $2, peer_addr = $3 WHERE id = $4")
-            .bind(&moved.name)
-            .bind(&moved.public_url)
-            .bind(moved.peer_addr.to_string())
-            .bind(&id)
-            .execute(&state.db.pool)
-            .await?;
-    }
+    // Its name and addresses now, if it sent them (all three, checked as at enrolment).
+    let moved = match (&request.name, &request.public_url, &request.peer_addr) {
+        (Some(name), Some(public_url), Some(peer_addr)) => Some(crate::api::EdgeFields::check(
+            &id, name, peer_addr, public_url, 1,
+        )?),
+        _ => None,
+    };
     let now = now_ms();
     sqlx::query(
-        "UPDATE edges SET version = $1, load = $2, sessions = $3, last_seen_at = $4, restart_needed = $5, recorder = $6 WHERE id = $7",
+        "UPDATE edges SET version = $1, load = $2, sessions = $3, last_seen_at = $4, restart_needed = $5, recorder = $6, \
+         name = COALESCE($7, name), public_url = COALESCE($8, public_url), peer_addr = COALESCE($9, peer_addr) WHERE id = $10",
     )
     .bind(request.version.chars().take(64).collect::<String>())
     .bind(request.load.clamp(0, i64::from(u32::MAX)))
@@ -283,6 +279,9 @@ async fn heartbeat(
     .bind(now)
     .bind(i64::from(request.restart_needed))
     .bind(i64::from(request.recorder))
+    .bind(moved.as_ref().map(|m| m.name.clone()))
+    .bind(moved.as_ref().map(|m| m.public_url.clone()))
+    .bind(moved.as_ref().map(|m| m.peer_addr.to_string()))
     .bind(&id)
     .execute(&state.db.pool)
     .await?;

@@ -98,16 +98,13 @@ pub const ROLLED_OUT_MAX: usize = 64;
 pub const TRUSTED_KEYS_FILE: &str = "trusted-keys";
 
 /// The control plane's latest answer, kept on disk.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schedule {
     /// `active`, `draining` or `disabled`.
     pub status: String,
     pub sessions: Vec<Scheduled>,
     #[serde(default)]
     pub plugins: Vec<RolledOut>,
-    /// When it was received, milliseconds since the Unix epoch.
-    #[serde(default)]
-    pub received_at_ms: i64,
     /// The other edges of the cluster as the control plane lists them now.
     #[serde(default)]
     pub peers: Vec<ListedPeer>,
@@ -355,7 +352,6 @@ pub fn spawn_heartbeat(
             match received {
                 Ok(mut fresh) => {
                     fresh.sessions.truncate(SCHEDULE_SESSIONS_MAX);
-                    fresh.received_at_ms = crate::token::unix_now_secs() as i64 * 1000;
                     if !reachable {
                         info!("the control plane answers again");
                         reachable = true;
@@ -376,10 +372,18 @@ pub fn spawn_heartbeat(
                         .last_ok_secs
                         .store(crate::token::unix_now_secs(), Ordering::Relaxed);
                     fresh.plugins.truncate(ROLLED_OUT_MAX);
-                    keep(&data_dir, &fresh);
                     install_plugins(&settings, &enrolment, &data_dir, &fresh.plugins, &counters)
                         .await;
-                    schedule.send_replace(fresh);
+                    // Kept on disk (and told to the edge) only when it changed: most check-ins
+                    // bring the same schedule.
+                    schedule.send_if_modified(|kept| {
+                        if *kept == fresh {
+                            return false;
+                        }
+                        keep(&data_dir, &fresh);
+                        *kept = fresh;
+                        true
+                    });
                 }
                 Err(error) => {
                     counters.heartbeats_failed.fetch_add(1, Ordering::Relaxed);
@@ -499,11 +503,7 @@ fn keep(data_dir: &Path, schedule: &Schedule) {
     let Ok(bytes) = serde_json::to_vec(schedule) else {
         return;
     };
-    let fresh = data_dir.join(format!("{SCHEDULE_FILE}.new"));
-    let written = std::fs::File::create(&fresh)
-        .and_then(|mut file| file.write_all(&bytes).and_then(|()| file.sync_all()))
-        .and_then(|()| std::fs::rename(&fresh, data_dir.join(SCHEDULE_FILE)));
-    if let Err(error) = written {
+    if let Err(error) = write_atomically(&data_dir.join(SCHEDULE_FILE), &bytes) {
         warn!(%error, "cannot keep the schedule on disk");
     }
 }

@@ -866,6 +866,19 @@ fn place(
     }
 }
 
+/// The body of a join or a placement request, at most [`JOIN_BODY_BYTES_MAX`].
+async fn join_body(body: Body) -> Result<axum::body::Bytes, Refusal> {
+    axum::body::to_bytes(body, JOIN_BODY_BYTES_MAX)
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the request body is too large",
+            )
+        })
+}
+
 /// Places the holder of `claims` ([`place`]), counts and logs the decision (`what` happened),
 /// and answers `{edge: {id, name, url}, placement, redirect?}`.
 fn placement_answer(
@@ -918,9 +931,7 @@ async fn join(
         if invite.sid != session {
             return Err(Refusal::new(StatusCode::FORBIDDEN, "wrong_session", "this invitation is for another session"));
         }
-        let bytes = axum::body::to_bytes(body, JOIN_BODY_BYTES_MAX).await.map_err(|_| {
-            Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the request body is too large")
-        })?;
+        let bytes = join_body(body).await?;
         let request: JoinRequest = serde_json::from_slice(&bytes).map_err(|error| {
             Refusal::new(
                 StatusCode::BAD_REQUEST,
@@ -952,7 +963,7 @@ async fn join(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct PlaceRequest {
     /// Round-trip times the browser measured to edges (node id → milliseconds).
@@ -974,17 +985,9 @@ async fn place_arrival(
     let result = async {
         let session = parse_session(&session)?;
         let claims = authorize(&state, &headers, &session)?;
-        let bytes = axum::body::to_bytes(body, JOIN_BODY_BYTES_MAX)
-            .await
-            .map_err(|_| {
-                Refusal::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    "the request body is too large",
-                )
-            })?;
+        let bytes = join_body(body).await?;
         let request: PlaceRequest = if bytes.is_empty() {
-            PlaceRequest { rtts: None }
+            PlaceRequest::default()
         } else {
             serde_json::from_slice(&bytes).map_err(|error| {
                 Refusal::new(

@@ -205,7 +205,7 @@ impl EdgeReport {
         if !self.issuer.is_empty() && self.issuer == iss {
             return true;
         }
-        let Some((_, key)) = iss.rsplit_once(':') else {
+        let Some(key) = multistream_proto::jwt::issuer_key_part(iss) else {
             return false;
         };
         !key.is_empty()

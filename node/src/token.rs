@@ -87,7 +87,7 @@ pub struct Issuer {
 )]
 pub struct BadIssuerKey(pub String);
 
-use multistream_proto::jwt::issuer_name;
+use multistream_proto::jwt::{issuer_key_part, issuer_name};
 
 /// Prefix of a cluster issuer's name.
 pub const CLUSTER_ISSUER_PREFIX: &str = "multistream-cluster";
@@ -187,9 +187,9 @@ impl Issuer {
         if iss == self.name {
             return Some(self.public_key());
         }
-        let suffix = iss.rsplit_once(':').map(|(_, hex)| hex)?;
+        let suffix = issuer_key_part(iss)?;
         self.trusted.iter().find_map(|(name, key)| {
-            let matches = name == iss || name.rsplit_once(':').is_some_and(|(_, h)| h == suffix);
+            let matches = name == iss || issuer_key_part(name) == Some(suffix);
             matches.then_some(key.as_slice())
         })
     }
@@ -199,7 +199,7 @@ impl Issuer {
     pub fn trusted_key_parts(&self) -> Vec<String> {
         self.trusted
             .iter()
-            .filter_map(|(name, _)| name.rsplit_once(':').map(|(_, key)| key.to_owned()))
+            .filter_map(|(name, _)| issuer_key_part(name).map(str::to_owned))
             .collect()
     }
 

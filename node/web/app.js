@@ -1385,14 +1385,11 @@ async function placeThenEnter(token, claims) {
       });
       if (response.ok) {
         const answer = await response.json();
-        const reason = Object.hasOwn(PLACEMENT_WORDS, answer?.placement?.reason) ? answer.placement.reason : null;
+        const reason = placementReason(answer);
         const target = placementTarget(answer?.redirect);
         if (target) {
-          // The other edge's sessionStorage is another origin's: the token goes in the fragment.
           remember(tokenKey(app.session), null);
-          const fragment = new URLSearchParams({ token });
-          if (reason) fragment.set('placed', reason);
-          window.location.assign(`${target}#${fragment}`);
+          goToPlacedEdge(target, token, reason);
           return;
         }
         app.placedReason = reason;
@@ -1446,18 +1443,14 @@ function showJoinForm(invite) {
       const token = answer?.token;
       const claims = decodeToken(token);
       if (!claims) throw new Error('The server sent back a token this page cannot read. Reload and try again.');
-      const reason = Object.hasOwn(PLACEMENT_WORDS, answer?.placement?.reason) ? answer.placement.reason : null;
+      const reason = placementReason(answer);
       const target = placementTarget(answer?.redirect);
       remember(inviteKey(app.session), null);
       if (target) {
-        // Another edge serves us better. Its sessionStorage is another origin's: the token goes
-        // in the fragment, which never reaches a server.
         leaving = true;
         const edgeName = String(answer?.edge?.name ?? '').slice(0, DISPLAY_NAME_CHARS_MAX) || 'another server';
         setText(button, `Taking you to ${edgeName}…`);
-        const fragment = new URLSearchParams({ token });
-        if (reason) fragment.set('placed', reason);
-        window.location.assign(`${target}#${fragment}`);
+        goToPlacedEdge(target, token, reason);
         return;
       }
       remember(tokenKey(app.session), token);
@@ -1474,6 +1467,19 @@ function showJoinForm(invite) {
       }
     }
   };
+}
+
+/** Why a join or placement answer chose its edge, if it is a reason this page can word. */
+function placementReason(answer) {
+  return Object.hasOwn(PLACEMENT_WORDS, answer?.placement?.reason) ? answer.placement.reason : null;
+}
+
+/** Goes to the class on the edge placement chose. Its sessionStorage is another origin's: the
+ * token goes in the fragment, which never reaches a server, with why we were sent there. */
+function goToPlacedEdge(target, token, reason) {
+  const fragment = new URLSearchParams({ token });
+  if (reason) fragment.set('placed', reason);
+  window.location.assign(`${target}#${fragment}`);
 }
 
 /** The classroom URL a join answer sends us to, if it is one: this class on an edge's base URL. */

@@ -37,3 +37,9 @@ pub fn issuer_name(prefix: &str, public_key: &[u8]) -> String {
         .collect();
     format!("{prefix}:{hex}")
 }
+
+/// The key part of an issuer's name (what follows the last `:`), by which issuers are matched
+/// whatever prefix they sign under; `None` for a name without one.
+pub fn issuer_key_part(iss: &str) -> Option<&str> {
+    iss.rsplit_once(':').map(|(_, key)| key)
+}
